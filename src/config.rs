@@ -1,0 +1,188 @@
+//! Settings from the environment (and `.env`), validated once at start.
+//!
+//! Every problem is reported, one line each, so an operator fixes them all in one go.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use crate::secret::Secret;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/uchat_billing";
+pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+
+/// The variables `--help` lists, with what each is for.
+pub const ENVIRONMENT_HELP: &str = "\
+Environment (also read from a .env file in the working directory):
+  DATABASE_URL           Postgres URL [default: postgres://postgres@127.0.0.1:5432/uchat_billing]
+                         The database is created if missing; migrations run at start.
+  BIND_ADDR              Address the HTTP server listens on [default: 127.0.0.1:8080]
+  STRIPE_WEBHOOK_SECRET  Stripe endpoint signing secret(s), whsec_..., comma-separated
+                         to accept several during a rotation. Required by `serve`.
+  LOG_FORMAT             pretty | json [default: pretty]
+  RUST_LOG               Log filter [default: info]";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    pub bind_addr: SocketAddr,
+    pub webhook_secrets: Vec<Secret>,
+}
+
+/// All the problems found in the environment.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for problem in &self.0 {
+            writeln!(f, "configuration error: {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads one variable; empty counts as unset.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+pub fn database_url(get: &impl Fn(&str) -> Option<String>) -> String {
+    get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+pub fn log_format(get: &impl Fn(&str) -> Option<String>) -> Result<LogFormat, String> {
+    match get("LOG_FORMAT").as_deref().map(str::trim) {
+        None | Some("pretty") => Ok(LogFormat::Pretty),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(format!(
+            "LOG_FORMAT must be `pretty` or `json`, not `{other}`"
+        )),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigErrors> {
+        Config::from_lookup(var)
+    }
+
+    /// Builds the configuration from any variable lookup, so tests need not touch the
+    /// process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let mut problems = Vec::new();
+
+        let bind_addr = get("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
+        let bind_addr = bind_addr.trim().parse().unwrap_or_else(|_| {
+            problems.push(format!(
+                "BIND_ADDR must be an address like 127.0.0.1:8080, not `{bind_addr}`"
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+
+        let webhook_secrets = match get("STRIPE_WEBHOOK_SECRET") {
+            None => {
+                problems.push(
+                    "STRIPE_WEBHOOK_SECRET is required: the signing secret (whsec_...) of your Stripe webhook endpoint"
+                        .to_owned(),
+                );
+                Vec::new()
+            }
+            Some(list) => parse_webhook_secrets(&list, &mut problems),
+        };
+
+        if let Err(problem) = log_format(&get) {
+            problems.push(problem);
+        }
+
+        if problems.is_empty() {
+            Ok(Config {
+                database_url: database_url(&get),
+                bind_addr,
+                webhook_secrets,
+            })
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+}
+
+fn parse_webhook_secrets(list: &str, problems: &mut Vec<String>) -> Vec<Secret> {
+    let mut secrets = Vec::new();
+    for (position, secret) in list.split(',').map(str::trim).enumerate() {
+        if secret.starts_with("whsec_") && secret.len() > "whsec_".len() {
+            secrets.push(Secret::new(secret));
+        } else {
+            // Never echo the value: it may be a real secret pasted in the wrong place.
+            problems.push(format!(
+                "STRIPE_WEBHOOK_SECRET entry {} is not a Stripe signing secret (expected whsec_...)",
+                position + 1
+            ));
+        }
+    }
+    secrets
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_secret_is_set() {
+        let config =
+            Config::from_lookup(lookup(&[("STRIPE_WEBHOOK_SECRET", "whsec_abc")])).unwrap();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.bind_addr.to_string(), DEFAULT_BIND_ADDR);
+        assert_eq!(config.webhook_secrets, vec![Secret::new("whsec_abc")]);
+    }
+
+    #[test]
+    fn several_secrets_are_accepted_for_rotation() {
+        let config =
+            Config::from_lookup(lookup(&[("STRIPE_WEBHOOK_SECRET", "whsec_old, whsec_new")]))
+                .unwrap();
+        assert_eq!(
+            config.webhook_secrets,
+            vec![Secret::new("whsec_old"), Secret::new("whsec_new")]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_without_echoing_secrets() {
+        let errors = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_ok,sk_live_oops"),
+            ("BIND_ADDR", "nowhere"),
+            ("LOG_FORMAT", "xml"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 3, "{errors}");
+        let text = errors.to_string();
+        assert!(text.contains("BIND_ADDR"));
+        assert!(text.contains("STRIPE_WEBHOOK_SECRET entry 2"));
+        assert!(text.contains("LOG_FORMAT"));
+        assert!(!text.contains("sk_live_oops"));
+    }
+
+    #[test]
+    fn a_missing_secret_is_reported() {
+        let errors = Config::from_lookup(lookup(&[])).unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert!(errors.0[0].starts_with("STRIPE_WEBHOOK_SECRET is required"));
+    }
+}

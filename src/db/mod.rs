@@ -1,0 +1,41 @@
+//! Every SQL query, grouped by table. Schema lives in `migrations/`.
+
+pub mod events;
+
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Postgres;
+
+/// A pool that connects on first use, so the service starts (and answers 503) while
+/// Postgres is down, and recovers by itself when it comes back.
+pub fn pool(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        // Short enough that Stripe gets a 503 well before its own timeout.
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy(database_url)
+}
+
+/// Creates the database if it is missing, then applies the migrations.
+pub async fn prepare(database_url: &str, pool: &PgPool) -> anyhow::Result<()> {
+    if !Postgres::database_exists(database_url).await? {
+        tracing::info!("creating the database");
+        Postgres::create_database(database_url).await?;
+    }
+    sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
+}
+
+/// Whether the error means the database could not be reached, as opposed to a query
+/// that failed: the caller should answer "try again later".
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+    )
+}

@@ -1,0 +1,10 @@
+//! uchat-billing: Stripe payment events in, UChat partner provisioning out.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod secret;
+pub mod startup;
+pub mod stripe;
+pub mod telemetry;

@@ -1,0 +1,77 @@
+//! Wiring: from a validated `Config` to a running service.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+
+/// Connections the service keeps; intake holds one only for a single INSERT.
+const POOL_SIZE: u32 = 10;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Prepares the database (when it answers) and binds the listener.
+    pub async fn build(config: &Config) -> anyhow::Result<Application> {
+        let db = crate::db::pool(&config.database_url, POOL_SIZE)?;
+        crate::db::prepare(&config.database_url, &db)
+            .await
+            .context("preparing the database (is Postgres running at DATABASE_URL?)")?;
+        Application::with_pool(config, db).await
+    }
+
+    /// Binds the listener over an existing pool, without touching the database.
+    pub async fn with_pool(config: &Config, db: PgPool) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("binding {}", config.bind_addr))?;
+        let state = AppState {
+            db,
+            webhook_secrets: config.webhook_secrets.clone().into(),
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "listening");
+        http::serve(self.listener, http::router(self.state), shutdown).await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler")
+            .recv()
+            .await;
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,185 @@
+//! `spawn_app`: the real service on port 0, against a fresh database of its own.
+#![allow(dead_code)] // each test binary uses its own subset of these helpers
+
+use std::path::PathBuf;
+
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use uchat_billing::config::Config;
+use uchat_billing::secret::Secret;
+use uchat_billing::startup::Application;
+use uchat_billing::stripe::signature;
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_primary";
+
+/// Where the tests find Postgres; each test gets a database of its own there.
+fn server_url() -> String {
+    std::env::var("TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db: PgPool,
+    /// Dropped with the app; `None` when the app has no reachable database.
+    pub database: Option<TestDatabase>,
+    pub client: reqwest::Client,
+    pub secrets: Vec<Secret>,
+}
+
+pub struct TestDatabase {
+    pub url: String,
+    pub name: String,
+}
+
+/// A fresh, empty database, dropped again when the value is dropped.
+pub async fn fresh_database() -> TestDatabase {
+    let name = format!("uchat_billing_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+        .await
+        .expect("Postgres must be running for the tests (see README)");
+    admin
+        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .unwrap();
+    TestDatabase {
+        url: format!("{}/{name}", server_url()),
+        name,
+    }
+}
+
+pub fn config(database_url: &str, secrets: &[&str]) -> Config {
+    Config {
+        database_url: database_url.to_owned(),
+        bind_addr: "127.0.0.1:0".parse().unwrap(),
+        webhook_secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with_secrets(&[WEBHOOK_SECRET]).await
+}
+
+pub async fn spawn_app_with_secrets(secrets: &[&str]) -> TestApp {
+    let database = fresh_database().await;
+    let config = config(&database.url, secrets);
+    let app = Application::build(&config).await.expect("app builds");
+    let db = uchat_billing::db::pool(&database.url, 2).unwrap();
+    start(app, db, Some(database), &config)
+}
+
+/// The service over a pool whose database cannot be reached.
+pub async fn spawn_app_without_database() -> TestApp {
+    let config = config("postgres://postgres@127.0.0.1:1/nowhere", &[WEBHOOK_SECRET]);
+    let db = uchat_billing::db::pool(&config.database_url, 1).unwrap();
+    let app = Application::with_pool(&config, db.clone()).await.unwrap();
+    start(app, db, None, &config)
+}
+
+fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &Config) -> TestApp {
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run(std::future::pending()));
+    TestApp {
+        address,
+        db,
+        database,
+        client: reqwest::Client::new(),
+        secrets: config.webhook_secrets.clone(),
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        drop_database(&self.name);
+    }
+}
+
+/// Drops a test database, connections and all. Runs on a thread of its own because
+/// `Drop` may run inside a test's runtime, which must not block.
+pub fn drop_database(name: &str) {
+    let statement = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if let Ok(mut admin) =
+                PgConnection::connect(&format!("{}/postgres", server_url())).await
+            {
+                let _ = admin.execute(statement.as_str()).await;
+            }
+        });
+    })
+    .join()
+    .ok();
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Signs as Stripe signs: `t=<now>,v1=<hmac>` with the first configured secret.
+pub fn sign(body: &[u8]) -> String {
+    signature::header_for(&Secret::new(WEBHOOK_SECRET), now(), body)
+}
+
+impl TestApp {
+    pub async fn post_webhook(
+        &self,
+        body: impl Into<Vec<u8>>,
+        signature: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/webhooks/stripe", self.address))
+            .header("content-type", "application/json")
+            .body(body.into());
+        if let Some(signature) = signature {
+            request = request.header("stripe-signature", signature);
+        }
+        request.send().await.expect("request reaches the app")
+    }
+
+    /// Posts a body signed the way Stripe signs it.
+    pub async fn post_stripe_event(&self, body: &[u8]) -> reqwest::Response {
+        self.post_webhook(body.to_vec(), Some(&sign(body))).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
+pub fn samples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stripe")
+}
+
+/// A sample's exact bytes.
+pub fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(samples_dir().join(name)).unwrap_or_else(|e| panic!("sample {name}: {e}"))
+}
+
+/// An event envelope around an object, as Stripe would send it.
+pub fn envelope(id: &str, event_type: &str, created: i64, object: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": id,
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "created": created,
+        "livemode": false,
+        "type": event_type,
+        "data": { "object": object },
+    }))
+    .unwrap()
+}
