@@ -1,6 +1,6 @@
 use sqlx::PgPool;
 
-use crate::stripe::event::Event;
+use crate::stripe::decode::Event;
 
 /// Stores an event unless one with its id is already stored. Returns whether it was new.
 pub async fn insert(

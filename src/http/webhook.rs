@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::stripe::{event, signature};
+use crate::stripe::{decode, signature};
 
 pub async fn receive(
     State(state): State<AppState>,
@@ -32,9 +32,9 @@ pub async fn receive(
     signature::verify(header, &body, &state.webhook_secrets, now)
         .map_err(|error| reject(error.to_string()))?;
 
-    let event = event::parse_event(&body).map_err(|error| reject(error.to_string()))?;
+    let event = decode::parse_event(&body).map_err(|error| reject(error.to_string()))?;
     let raw_body = std::str::from_utf8(&body).expect("parse_event checked UTF-8");
-    let acted_on = event::acts_on(&event.event_type);
+    let acted_on = decode::acts_on(&event.event_type);
     let new = crate::db::events::insert(&state.db, &event, raw_body, acted_on).await?;
     tracing::info!(
         event_id = %event.id,

@@ -1,4 +1,4 @@
 //! Everything Stripe: proving a webhook is authentic and reading the few fields we need.
 
-pub mod event;
+pub mod decode;
 pub mod signature;
