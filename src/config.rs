@@ -4,11 +4,18 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::plan::Catalog;
 use crate::secret::Secret;
+use crate::stripe::api::{self, StripeApi};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/uchat_billing";
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_CATALOG_PATH: &str = "catalog.toml";
+pub const DEFAULT_SETTLE_MS: u64 = 1000;
 
 /// The variables `--help` lists, with what each is for.
 pub const ENVIRONMENT_HELP: &str = "\
@@ -18,6 +25,13 @@ Environment (also read from a .env file in the working directory):
   BIND_ADDR              Address the HTTP server listens on [default: 127.0.0.1:8080]
   STRIPE_WEBHOOK_SECRET  Stripe endpoint signing secret(s), whsec_..., comma-separated
                          to accept several during a rotation. Required by `serve`.
+  CATALOG_PATH           The catalog: Stripe prices to UChat plans, add-ons and points
+                         [default: catalog.toml]; see catalog.example.toml
+  STRIPE_API_KEY         Restricted Stripe key (read checkout sessions and customers), to
+                         read line items of one-off payments and customers' emails
+  STRIPE_API_BASE        [default: https://api.stripe.com]
+  EVENT_SETTLE_MS        How long an event rests before it is applied, so siblings sent
+                         together apply in Stripe's order [default: 1000]
   LOG_FORMAT             pretty | json [default: pretty]
   RUST_LOG               Log filter [default: info]";
 
@@ -32,6 +46,11 @@ pub struct Config {
     pub database_url: String,
     pub bind_addr: SocketAddr,
     pub webhook_secrets: Vec<Secret>,
+    pub catalog: Arc<Catalog>,
+    pub stripe_api: Option<StripeApi>,
+    pub settle: Duration,
+    /// Run the event processor inside `serve`. Tests turn it off to drive it themselves.
+    pub background_work: bool,
 }
 
 /// All the problems found in the environment.
@@ -101,16 +120,46 @@ impl Config {
             problems.push(problem);
         }
 
-        if problems.is_empty() {
-            Ok(Config {
+        let catalog = load_catalog(&get)
+            .map_err(|problem| problems.push(problem))
+            .ok();
+
+        let stripe_api = get("STRIPE_API_KEY").map(|key| {
+            let base = get("STRIPE_API_BASE").unwrap_or_else(|| api::DEFAULT_BASE.to_owned());
+            StripeApi::new(&base, Secret::new(key.trim()))
+        });
+
+        let settle = match get("EVENT_SETTLE_MS").map(|ms| ms.trim().parse::<u64>()) {
+            None => Duration::from_millis(DEFAULT_SETTLE_MS),
+            Some(Ok(ms)) => Duration::from_millis(ms),
+            Some(Err(_)) => {
+                problems.push("EVENT_SETTLE_MS must be a whole number of milliseconds".to_owned());
+                Duration::ZERO
+            }
+        };
+
+        match catalog {
+            Some(catalog) if problems.is_empty() => Ok(Config {
                 database_url: database_url(&get),
                 bind_addr,
                 webhook_secrets,
-            })
-        } else {
-            Err(ConfigErrors(problems))
+                catalog: Arc::new(catalog),
+                stripe_api,
+                settle,
+                background_work: true,
+            }),
+            _ => Err(ConfigErrors(problems)),
         }
     }
+}
+
+/// The catalog at `CATALOG_PATH`, with every problem in it on one line each.
+pub fn load_catalog(get: &impl Fn(&str) -> Option<String>) -> Result<Catalog, String> {
+    let path =
+        PathBuf::from(get("CATALOG_PATH").unwrap_or_else(|| DEFAULT_CATALOG_PATH.to_owned()));
+    Catalog::load(&path).map_err(|error| {
+        format!("CATALOG_PATH: {error}\n(start from catalog.example.toml; `uchat-billing check-catalog PATH` checks a file)")
+    })
 }
 
 fn parse_webhook_secrets(list: &str, problems: &mut Vec<String>) -> Vec<Secret> {
@@ -136,10 +185,10 @@ mod tests {
     use super::*;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.example.toml");
+        let mut map: HashMap<String, String> =
+            HashMap::from([("CATALOG_PATH".into(), example.into())]);
+        map.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         move |name| map.get(name).cloned()
     }
 

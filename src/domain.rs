@@ -154,6 +154,25 @@ pub struct OrderKeys {
     pub charge: Option<String>,
 }
 
+impl OrderKeys {
+    /// The keys as stored: each id with its kind (`sub:sub_123`), sorted. Two events of
+    /// one order share at least one.
+    pub fn links(&self) -> Vec<String> {
+        let mut links: Vec<String> = [
+            ("sub", &self.subscription),
+            ("cs", &self.checkout_session),
+            ("pi", &self.payment_intent),
+            ("in", &self.invoice),
+            ("ch", &self.charge),
+        ]
+        .into_iter()
+        .filter_map(|(kind, id)| id.as_ref().map(|id| format!("{kind}:{id}")))
+        .collect();
+        links.sort();
+        links
+    }
+}
+
 impl Signal {
     pub fn order_keys(&self) -> OrderKeys {
         match self {

@@ -3,7 +3,10 @@
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod dry_run;
 pub mod http;
+pub mod plan;
+pub mod processor;
 pub mod secret;
 pub mod startup;
 pub mod stripe;

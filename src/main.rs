@@ -1,9 +1,11 @@
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use uchat_billing::config::{self, Config};
+use uchat_billing::plan::Catalog;
 use uchat_billing::startup::{self, Application};
-use uchat_billing::{db, telemetry};
+use uchat_billing::{db, dry_run, telemetry};
 
 /// Turns Stripe payment events into UChat partner provisioning.
 #[derive(Parser)]
@@ -19,6 +21,20 @@ enum Command {
     Serve,
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
+    /// Check a catalog file: every problem is printed with its line; exit 2 if any.
+    CheckCatalog {
+        /// The catalog to check [default: CATALOG_PATH, else catalog.toml].
+        path: Option<PathBuf>,
+    },
+    /// Print, as JSON, the partner calls these Stripe events would produce from an empty
+    /// start, applied as one order in Stripe's order. Touches no database and no API.
+    Plan {
+        #[arg(long)]
+        catalog: PathBuf,
+        /// Stripe event JSON files.
+        #[arg(required = true)]
+        events: Vec<PathBuf>,
+    },
 }
 
 /// Exit code for a configuration problem.
@@ -46,6 +62,8 @@ async fn main() -> ExitCode {
             }
         },
         Command::Migrate => migrate().await,
+        Command::CheckCatalog { path } => return check_catalog(path),
+        Command::Plan { catalog, events } => return print_plan(&catalog, &events),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,4 +85,55 @@ async fn migrate() -> anyhow::Result<()> {
     db::prepare(&url, &pool).await?;
     tracing::info!("database is up to date");
     Ok(())
+}
+
+fn check_catalog(path: Option<PathBuf>) -> ExitCode {
+    let path = path.unwrap_or_else(|| {
+        PathBuf::from(
+            config::var("CATALOG_PATH").unwrap_or_else(|| config::DEFAULT_CATALOG_PATH.into()),
+        )
+    });
+    match Catalog::load(&path) {
+        Ok(catalog) => {
+            println!("{}: ok, {} prices", path.display(), catalog.price_count());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(CONFIG_ERROR)
+        }
+    }
+}
+
+fn print_plan(catalog: &Path, events: &[PathBuf]) -> ExitCode {
+    let catalog = match Catalog::load(catalog) {
+        Ok(catalog) => catalog,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let mut bodies = Vec::new();
+    for path in events {
+        match std::fs::read(path) {
+            Ok(body) => bodies.push(body),
+            Err(error) => {
+                eprintln!("{}: {error}", path.display());
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        }
+    }
+    match dry_run::plan_events(&catalog, &bodies) {
+        Ok(steps) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&steps).expect("steps serialize")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(CONFIG_ERROR)
+        }
+    }
 }

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::processor::Processor;
 
 /// Connections the service keeps; intake holds one only for a single INSERT.
 const POOL_SIZE: u32 = 10;
@@ -16,6 +17,8 @@ const POOL_SIZE: u32 = 10;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    processor: Processor,
+    background_work: bool,
 }
 
 impl Application {
@@ -33,11 +36,22 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
+        let processor = Processor::new(
+            db.clone(),
+            config.catalog.clone(),
+            config.stripe_api.clone(),
+            config.settle,
+        );
         let state = AppState {
             db,
             webhook_secrets: config.webhook_secrets.clone().into(),
         };
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            processor,
+            background_work: config.background_work,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -46,12 +60,28 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The event processor this application runs, for tests and commands that drive it.
+    pub fn processor(&self) -> Processor {
+        self.processor.clone()
+    }
+
+    /// Serves HTTP (and runs the background work) until `shutdown` resolves, then lets
+    /// in-flight requests and the current event finish.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "listening");
-        http::serve(self.listener, http::router(self.state), shutdown).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let background = self
+            .background_work
+            .then(|| tokio::spawn(self.processor.run(stopped)));
+        let served = http::serve(self.listener, http::router(self.state), shutdown).await;
+        let _ = stop.send(true);
+        if let Some(background) = background {
+            background.await?;
+        }
+        served?;
         tracing::info!("stopped");
         Ok(())
     }

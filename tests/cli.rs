@@ -72,6 +72,7 @@ async fn migrate_creates_the_database_and_serve_stops_cleanly_on_sigterm() {
         .env("DATABASE_URL", &url)
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("STRIPE_WEBHOOK_SECRET", "whsec_cli_test")
+        .env("CATALOG_PATH", common::fixture_path("catalog.toml"))
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .spawn()
@@ -96,4 +97,85 @@ async fn migrate_creates_the_database_and_serve_stops_cleanly_on_sigterm() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     common::drop_database(&created);
+}
+
+#[test]
+fn check_catalog_accepts_the_example_and_names_the_line_of_each_problem() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.example.toml");
+    let output = command().args(["check-catalog", example]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let bad = std::env::temp_dir().join(format!("catalog-{}.toml", std::process::id()));
+    std::fs::write(
+        &bad,
+        "[policy]\non_dispute = \"shrug\"\n\n[[price]]\nstripe_price = \"price_a\"\nplan = \"business\"\npoints = 5\n",
+    )
+    .unwrap();
+    let output = command().arg("check-catalog").arg(&bad).output().unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stderr.contains("line 4") || stderr.contains("line 5"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plan_prints_the_calls_of_events_from_an_empty_start() {
+    let dir = std::env::temp_dir().join(format!("plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let events = [
+        ("1.json", common::story::subscription_checkout("evt_1", 100)),
+        (
+            "2.json",
+            common::story::subscription(
+                "evt_2",
+                "customer.subscription.created",
+                101,
+                &common::story::Sub::active(&[("price_business", 1)]),
+            ),
+        ),
+    ];
+    let mut command = command();
+    command
+        .arg("plan")
+        .arg("--catalog")
+        .arg(common::fixture_path("catalog.toml"));
+    // Given newest first: the command applies them in Stripe's order all the same.
+    for (name, body) in events.iter().rev() {
+        std::fs::write(dir.join(name), body).unwrap();
+        command.arg(dir.join(name));
+    }
+    let output = command.output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let steps: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let kinds: Vec<Vec<&str>> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            step["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["kind"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(kinds, vec![vec![], vec!["create", "change-plan"]]);
+    assert_eq!(
+        steps[1]["calls"][1]["body"],
+        serde_json::json!({"plan": "business", "auto_renew": "yes"})
+    );
 }

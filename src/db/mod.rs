@@ -1,6 +1,8 @@
 //! Every SQL query, grouped by table. Schema lives in `migrations/`.
 
+pub mod calls;
 pub mod events;
+pub mod orders;
 
 use std::time::Duration;
 

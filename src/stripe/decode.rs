@@ -107,6 +107,15 @@ impl Event {
         }
     }
 
+    /// The order keys (`OrderKeys::links`) of an event we act on; empty for any other.
+    pub fn order_links(&self) -> Vec<String> {
+        // The workspace id field plays no part in the keys.
+        match self.signal("") {
+            Ok(Some(signal)) => signal.order_keys().links(),
+            _ => Vec::new(),
+        }
+    }
+
     /// What this event tells us, or `None` for types we do not act on.
     /// `workspace_id_field` is the key of the Checkout custom field where buyers name
     /// their existing workspace.

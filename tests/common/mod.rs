@@ -1,10 +1,16 @@
 //! `spawn_app`: the real service on port 0, against a fresh database of its own.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod story;
+
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uchat_billing::config::Config;
+use uchat_billing::plan::Catalog;
+use uchat_billing::processor::Processor;
 use uchat_billing::secret::Secret;
 use uchat_billing::startup::Application;
 use uchat_billing::stripe::signature;
@@ -24,6 +30,8 @@ pub struct TestApp {
     pub database: Option<TestDatabase>,
     pub client: reqwest::Client,
     pub secrets: Vec<Secret>,
+    /// The app's event processor; tests drive it (`drain`) unless background work is on.
+    pub processor: Processor,
 }
 
 pub struct TestDatabase {
@@ -47,21 +55,46 @@ pub async fn fresh_database() -> TestDatabase {
     }
 }
 
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn test_catalog() -> Catalog {
+    Catalog::load(&fixture_path("catalog.toml")).unwrap()
+}
+
+/// The service's settings for a test: port 0, the test catalog, no settle delay, and
+/// no background work (tests drive the processor).
 pub fn config(database_url: &str, secrets: &[&str]) -> Config {
     Config {
         database_url: database_url.to_owned(),
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         webhook_secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+        catalog: Arc::new(test_catalog()),
+        stripe_api: None,
+        settle: Duration::ZERO,
+        background_work: false,
     }
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with_secrets(&[WEBHOOK_SECRET]).await
+    spawn_app_with(|_| {}).await
 }
 
 pub async fn spawn_app_with_secrets(secrets: &[&str]) -> TestApp {
+    spawn_app_with(|config| {
+        config.webhook_secrets = secrets.iter().map(|s| Secret::new(*s)).collect();
+    })
+    .await
+}
+
+/// The app with its test settings changed by `adjust`.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database = fresh_database().await;
-    let config = config(&database.url, secrets);
+    let mut config = config(&database.url, &[WEBHOOK_SECRET]);
+    adjust(&mut config);
     let app = Application::build(&config).await.expect("app builds");
     let db = uchat_billing::db::pool(&database.url, 2).unwrap();
     start(app, db, Some(database), &config)
@@ -77,6 +110,7 @@ pub async fn spawn_app_without_database() -> TestApp {
 
 fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &Config) -> TestApp {
     let address = format!("http://{}", app.local_addr());
+    let processor = app.processor();
     tokio::spawn(app.run(std::future::pending()));
     TestApp {
         address,
@@ -84,6 +118,7 @@ fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &
         database,
         client: reqwest::Client::new(),
         secrets: config.webhook_secrets.clone(),
+        processor,
     }
 }
 
@@ -182,4 +217,34 @@ pub fn envelope(id: &str, event_type: &str, created: i64, object: serde_json::Va
         "data": { "object": object },
     }))
     .unwrap()
+}
+
+/// A planned call as the tests compare it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct QueuedCall {
+    pub kind: String,
+    pub body: serde_json::Value,
+}
+
+impl TestApp {
+    /// Every queued call of every order, in each order's sequence.
+    pub async fn queued_calls(&self) -> Vec<QueuedCall> {
+        sqlx::query_as("SELECT kind, body FROM partner_calls ORDER BY order_id, position")
+            .fetch_all(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// Processes every stored event.
+    pub async fn process_events(&self) {
+        self.processor.drain().await.unwrap();
+    }
+
+    /// Empties every table, so one app serves many generated cases.
+    pub async fn reset(&self) {
+        sqlx::query("TRUNCATE events, orders, order_links, partner_calls CASCADE")
+            .execute(&self.db)
+            .await
+            .unwrap();
+    }
 }

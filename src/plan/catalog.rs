@@ -1,0 +1,594 @@
+//! The partner's catalog: what each Stripe price sells in UChat, how new workspaces are
+//! made, and what to do when a payment fails, a subscription ends or money goes back.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Catalog {
+    pub workspace: WorkspaceTemplate,
+    pub policy: Policy,
+    prices: BTreeMap<String, Product>,
+}
+
+/// What one unit of a Stripe price buys.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Product {
+    Plan(String),
+    Addon { addon: String, qty: u32 },
+    Points(i64),
+}
+
+/// How the planner creates a workspace for a new buyer: the `[workspace]` table.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkspaceTemplate {
+    /// `{name}` and `{email}` are filled in; see `Catalog::team_name`.
+    pub team_name: String,
+    pub require_email_verification: bool,
+    pub trial_days: u32,
+    /// A template for new workspaces; empty for none.
+    pub template_ns: String,
+    /// The Checkout custom field where a buyer may give an existing workspace id.
+    pub id_field: String,
+}
+
+impl Default for WorkspaceTemplate {
+    fn default() -> Self {
+        WorkspaceTemplate {
+            team_name: "{name}".to_owned(),
+            require_email_verification: false,
+            trial_days: 0,
+            template_ns: String::new(),
+            id_field: "workspace_id".to_owned(),
+        }
+    }
+}
+
+/// The `[policy]` table, its words already checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// `on_payment_failed = "pause"`.
+    pub pause_on_payment_failed: bool,
+    pub on_cancel: CancelSteps,
+    /// What a full refund of a subscription payment does.
+    pub on_refund: OnRefund,
+    /// `on_dispute = "pause"`.
+    pub pause_on_dispute: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            pause_on_payment_failed: true,
+            on_cancel: CancelSteps {
+                pause: true,
+                disable_auto_renew: true,
+                ..CancelSteps::default()
+            },
+            on_refund: OnRefund::Nothing,
+            pause_on_dispute: true,
+        }
+    }
+}
+
+/// The `on_cancel` words: what happens to the workspace when its subscription ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CancelSteps {
+    pub pause: bool,
+    pub disable_auto_renew: bool,
+    pub downgrade_to_free: bool,
+    pub delete: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnRefund {
+    Nothing,
+    Pause,
+    /// Treat it as a cancellation: the `on_cancel` steps.
+    Cancel,
+}
+
+/// Everything wrong with a catalog file, or why it could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot read {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{}", one_per_line(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One problem in a catalog file, at a line the partner can go to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} line {}: {}", self.file, self.line, self.message)
+    }
+}
+
+fn one_per_line(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    lines.join("\n")
+}
+
+impl Catalog {
+    pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Catalog::parse_named(&file, &text)
+    }
+
+    pub fn parse(text: &str) -> Result<Catalog, CatalogError> {
+        Catalog::parse_named("catalog", text)
+    }
+
+    /// Parses and checks a catalog; `file` names it in problems.
+    pub fn parse_named(file: &str, text: &str) -> Result<Catalog, CatalogError> {
+        let source = Source { file, text };
+        let raw: RawCatalog = toml::from_str(text).map_err(|error| {
+            let at = error.span().unwrap_or(0..0);
+            CatalogError::Invalid(vec![source.problem(at, error.message().trim())])
+        })?;
+        let mut problems = Vec::new();
+        let policy = raw.policy.check(&source, &mut problems);
+        let mut prices = BTreeMap::new();
+        for price in raw.price {
+            if let Some((id, product)) = check_price(&price, &source, &prices, &mut problems) {
+                prices.insert(id, product);
+            }
+        }
+        problems.sort_by_key(|problem| problem.line);
+        if problems.is_empty() {
+            Ok(Catalog {
+                workspace: raw.workspace,
+                policy,
+                prices,
+            })
+        } else {
+            Err(CatalogError::Invalid(problems))
+        }
+    }
+
+    pub fn price_count(&self) -> usize {
+        self.prices.len()
+    }
+
+    pub fn product(&self, price: &str) -> Option<&Product> {
+        self.prices.get(price)
+    }
+
+    /// The team name for a new workspace: the template with `{name}` and `{email}` filled in.
+    pub fn team_name(&self, name: &str, email: &str) -> String {
+        // One pass, so braces inside the buyer's name are never expanded again.
+        let mut out = String::new();
+        let mut rest = self.workspace.team_name.as_str();
+        while let Some(at) = rest.find('{') {
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            if let Some(after) = rest.strip_prefix("{name}") {
+                out.push_str(name);
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("{email}") {
+                out.push_str(email);
+                rest = after;
+            } else {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// The file being checked, to turn byte offsets into line numbers.
+struct Source<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn problem(&self, at: Range<usize>, message: impl Into<String>) -> Problem {
+        let before = &self.text.as_bytes()[..at.start.min(self.text.len())];
+        Problem {
+            file: self.file.to_owned(),
+            line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    #[serde(default)]
+    workspace: WorkspaceTemplate,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    price: Vec<Spanned<RawPrice>>,
+}
+
+type Word = Spanned<String>;
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawPolicy {
+    on_payment_failed: Option<Word>,
+    on_cancel: Option<Vec<Word>>,
+    on_refund: Option<Word>,
+    on_dispute: Option<Word>,
+}
+
+impl RawPolicy {
+    fn check(&self, source: &Source, problems: &mut Vec<Problem>) -> Policy {
+        let default = Policy::default();
+        let pause_or_none = [("pause", true), ("none", false)];
+        let on_cancel = match &self.on_cancel {
+            None => default.on_cancel,
+            Some(words) => {
+                let mut steps = CancelSteps::default();
+                for word in words {
+                    match word.get_ref().as_str() {
+                        "pause" => steps.pause = true,
+                        "disable_auto_renew" => steps.disable_auto_renew = true,
+                        "downgrade_to_free" => steps.downgrade_to_free = true,
+                        "delete" => steps.delete = true,
+                        _ => problems.push(unknown_word(
+                            source,
+                            "on_cancel",
+                            word,
+                            &["pause", "disable_auto_renew", "downgrade_to_free", "delete"],
+                        )),
+                    }
+                }
+                steps
+            }
+        };
+        let on_refund = [
+            ("none", OnRefund::Nothing),
+            ("pause", OnRefund::Pause),
+            ("cancel", OnRefund::Cancel),
+        ];
+        Policy {
+            pause_on_payment_failed: choose(
+                source,
+                "on_payment_failed",
+                &self.on_payment_failed,
+                &pause_or_none,
+                default.pause_on_payment_failed,
+                problems,
+            ),
+            on_cancel,
+            on_refund: choose(
+                source,
+                "on_refund",
+                &self.on_refund,
+                &on_refund,
+                default.on_refund,
+                problems,
+            ),
+            pause_on_dispute: choose(
+                source,
+                "on_dispute",
+                &self.on_dispute,
+                &pause_or_none,
+                default.pause_on_dispute,
+                problems,
+            ),
+        }
+    }
+}
+
+/// The meaning of a policy word; the default when it is absent or unknown (then a problem).
+fn choose<T: Copy>(
+    source: &Source,
+    key: &str,
+    word: &Option<Word>,
+    choices: &[(&str, T)],
+    default: T,
+    problems: &mut Vec<Problem>,
+) -> T {
+    let Some(word) = word else { return default };
+    match choices.iter().find(|(w, _)| w == word.get_ref()) {
+        Some(&(_, meaning)) => meaning,
+        None => {
+            let expected: Vec<&str> = choices.iter().map(|&(w, _)| w).collect();
+            problems.push(unknown_word(source, key, word, &expected));
+            default
+        }
+    }
+}
+
+fn unknown_word(source: &Source, key: &str, word: &Word, expected: &[&str]) -> Problem {
+    source.problem(
+        word.span(),
+        format!(
+            "policy.{key}: unknown word \"{}\" (expected one of: {})",
+            word.get_ref(),
+            expected.join(", ")
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    stripe_price: Option<Spanned<String>>,
+    plan: Option<Spanned<String>>,
+    addon: Option<Spanned<String>>,
+    qty: Option<Spanned<i64>>,
+    points: Option<Spanned<i64>>,
+}
+
+/// A `[[price]]`'s id and product when it is sound; its problems otherwise.
+fn check_price(
+    spanned: &Spanned<RawPrice>,
+    source: &Source,
+    seen: &BTreeMap<String, Product>,
+    problems: &mut Vec<Problem>,
+) -> Option<(String, Product)> {
+    let before = problems.len();
+    let price = spanned.get_ref();
+    let mut report = |at: Range<usize>, message: String| problems.push(source.problem(at, message));
+    let id = match &price.stripe_price {
+        None => {
+            report(spanned.span(), "a price has no stripe_price".to_owned());
+            return None;
+        }
+        Some(id) if id.get_ref().trim().is_empty() => {
+            report(id.span(), "a price has an empty stripe_price".to_owned());
+            return None;
+        }
+        Some(id) => id,
+    };
+    let label = format!("price \"{}\"", id.get_ref());
+    if seen.contains_key(id.get_ref()) {
+        report(id.span(), format!("{label} is listed twice"));
+    }
+    let sold = [
+        price.plan.is_some(),
+        price.addon.is_some(),
+        price.points.is_some(),
+    ];
+    if sold.iter().filter(|&&s| s).count() != 1 {
+        report(
+            spanned.span(),
+            format!("{label} must sell exactly one of plan, addon or points"),
+        );
+    }
+    for (key, value) in [("plan", &price.plan), ("addon", &price.addon)] {
+        if let Some(value) = value.as_ref().filter(|v| v.get_ref().trim().is_empty()) {
+            report(value.span(), format!("{label} has an empty {key} id"));
+        }
+    }
+    let qty = match &price.qty {
+        Some(qty) if price.addon.is_none() => {
+            report(qty.span(), format!("{label}: qty applies only to an addon"));
+            1
+        }
+        Some(qty) => u32::try_from(*qty.get_ref())
+            .ok()
+            .filter(|&q| q > 0)
+            .unwrap_or_else(|| {
+                report(
+                    qty.span(),
+                    format!("{label}: qty must be a positive whole number"),
+                );
+                1
+            }),
+        None => 1,
+    };
+    if let Some(points) = price.points.as_ref().filter(|p| *p.get_ref() <= 0) {
+        report(points.span(), format!("{label}: points must be positive"));
+    }
+    if problems.len() > before {
+        return None;
+    }
+    let product = match (&price.plan, &price.addon, &price.points) {
+        (Some(plan), _, _) => Product::Plan(plan.get_ref().clone()),
+        (_, Some(addon), _) => Product::Addon {
+            addon: addon.get_ref().clone(),
+            qty,
+        },
+        (_, _, points) => Product::Points(*points.as_ref()?.get_ref()),
+    };
+    Some((id.get_ref().clone(), product))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Catalog::parse_named("catalog.toml", text) {
+            Err(CatalogError::Invalid(problems)) => {
+                problems.iter().map(Problem::to_string).collect()
+            }
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_example_parses_and_documents_the_defaults() {
+        let example = Catalog::parse(include_str!("../../catalog.example.toml")).unwrap();
+        assert_eq!(example.workspace, WorkspaceTemplate::default());
+        assert_eq!(example.policy, Policy::default());
+        assert_eq!(
+            example.product("price_1PBusiness"),
+            Some(&Product::Plan("business".into()))
+        );
+        assert_eq!(
+            example.product("price_1PExtraBot"),
+            Some(&Product::Addon {
+                addon: "bot".into(),
+                qty: 1
+            })
+        );
+        assert_eq!(
+            example.product("price_1PPoints1000"),
+            Some(&Product::Points(1000))
+        );
+        assert_eq!(example.product("price_other"), None);
+    }
+
+    #[test]
+    fn an_empty_catalog_has_the_defaults_and_no_prices() {
+        let empty = Catalog::parse("").unwrap();
+        assert_eq!(empty.workspace, WorkspaceTemplate::default());
+        assert_eq!(empty.policy, Policy::default());
+        assert!(empty.prices.is_empty());
+    }
+
+    #[test]
+    fn policy_words_are_read() {
+        let catalog = Catalog::parse(
+            r#"
+            [policy]
+            on_payment_failed = "none"
+            on_cancel = ["downgrade_to_free", "delete"]
+            on_refund = "cancel"
+            on_dispute = "none"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            catalog.policy,
+            Policy {
+                pause_on_payment_failed: false,
+                on_cancel: CancelSteps {
+                    downgrade_to_free: true,
+                    delete: true,
+                    ..CancelSteps::default()
+                },
+                on_refund: OnRefund::Cancel,
+                pause_on_dispute: false,
+            }
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = r#"[policy]
+on_payment_failed = "stop"
+on_cancel = ["pause", "refund"]
+
+[[price]]
+stripe_price = "price_a"
+plan = "business"
+
+[[price]]
+stripe_price = "price_a"
+plan = "business_plus"
+
+[[price]]
+stripe_price = "price_b"
+plan = "business"
+addon = "bot"
+
+[[price]]
+stripe_price = "price_c"
+
+[[price]]
+stripe_price = "price_d"
+plan = "business"
+qty = 2
+
+[[price]]
+stripe_price = "price_e"
+addon = "bot"
+qty = 0
+
+[[price]]
+stripe_price = "price_f"
+points = -5
+
+[[price]]
+stripe_price = ""
+plan = "business"
+
+[[price]]
+stripe_price = "price_g"
+addon = " "
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                r#"catalog.toml line 2: policy.on_payment_failed: unknown word "stop" (expected one of: pause, none)"#,
+                r#"catalog.toml line 3: policy.on_cancel: unknown word "refund" (expected one of: pause, disable_auto_renew, downgrade_to_free, delete)"#,
+                r#"catalog.toml line 10: price "price_a" is listed twice"#,
+                r#"catalog.toml line 13: price "price_b" must sell exactly one of plan, addon or points"#,
+                r#"catalog.toml line 18: price "price_c" must sell exactly one of plan, addon or points"#,
+                r#"catalog.toml line 24: price "price_d": qty applies only to an addon"#,
+                r#"catalog.toml line 29: price "price_e": qty must be a positive whole number"#,
+                r#"catalog.toml line 33: price "price_f": points must be positive"#,
+                r#"catalog.toml line 36: a price has an empty stripe_price"#,
+                r#"catalog.toml line 41: price "price_g" has an empty addon id"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn the_error_displays_one_line_per_problem() {
+        let error = Catalog::parse("[policy]\non_refund = \"maybe\"\non_dispute = \"ignore\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error.lines().count(), 2);
+        assert!(error.starts_with("catalog line 2: policy.on_refund"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_syntax_name_their_line() {
+        let [unknown] = &problems("[workspace]\nteam_name = \"x\"\nteam = \"y\"\n")[..] else {
+            panic!("one problem expected")
+        };
+        assert!(
+            unknown.starts_with("catalog.toml line 3: unknown field `team`"),
+            "{unknown}"
+        );
+        let [missing] = &problems("[[price]]\nplan = \"business\"\n")[..] else {
+            panic!("one problem expected")
+        };
+        assert_eq!(missing, "catalog.toml line 1: a price has no stripe_price");
+        let [syntax] = &problems("[policy]\non_refund = \n")[..] else {
+            panic!("one problem expected")
+        };
+        assert!(syntax.starts_with("catalog.toml line 2: "), "{syntax}");
+    }
+
+    #[test]
+    fn load_names_the_file_it_cannot_read() {
+        let error = Catalog::load(Path::new("/nonexistent/catalog.toml")).unwrap_err();
+        assert!(matches!(error, CatalogError::Read { .. }));
+        assert!(error
+            .to_string()
+            .starts_with("cannot read /nonexistent/catalog.toml: "));
+    }
+
+    #[test]
+    fn team_name_fills_in_name_and_email_once() {
+        let mut catalog = Catalog::parse("").unwrap();
+        catalog.workspace.team_name = "{name} ({email}) {other}".into();
+        assert_eq!(
+            catalog.team_name("Ann {email}", "ann@example.com"),
+            "Ann {email} (ann@example.com) {other}"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! Stored events → orders and planned partner calls, one event per transaction.
+//!
+//! Events apply in Stripe's order (`created`, then id) once settled; a crash anywhere
+//! leaves the event pending for the next try, and the order's row lock plus the
+//! snapshot stamps make two processors agree.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::{PgConnection, PgPool};
+
+use crate::db::events::{ClaimedEvent, Outcome};
+use crate::db::{self, orders::OrderUpdate};
+use crate::domain::{CheckoutMode, Signal};
+use crate::plan::{self, Catalog, Facts, Provisioned, Workspace};
+use crate::stripe::api::{StripeApi, StripeApiError};
+use crate::stripe::decode;
+
+/// Longest wait between tries of an event whose Stripe API read failed.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+/// How often an idle processor looks for settled events.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+#[derive(Clone)]
+pub struct Processor {
+    db: PgPool,
+    catalog: Arc<Catalog>,
+    stripe: Option<StripeApi>,
+    settle: Duration,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Handled,
+    Idle,
+}
+
+/// Why an event could not be applied now.
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    /// The event itself is unusable: mark it failed for an operator.
+    #[error("{0}")]
+    Unusable(String),
+    /// Stripe's API is down: keep the event pending and try later.
+    #[error("{0}")]
+    RetryLater(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<StripeApiError> for ApplyError {
+    fn from(error: StripeApiError) -> Self {
+        if error.is_retryable() {
+            ApplyError::RetryLater(error.to_string())
+        } else {
+            ApplyError::Unusable(error.to_string())
+        }
+    }
+}
+
+struct Applied {
+    outcome: Outcome,
+    error: Option<String>,
+    order_id: Option<i64>,
+}
+
+impl Processor {
+    pub fn new(
+        db: PgPool,
+        catalog: Arc<Catalog>,
+        stripe: Option<StripeApi>,
+        settle: Duration,
+    ) -> Processor {
+        Processor {
+            db,
+            catalog,
+            stripe,
+            settle,
+        }
+    }
+
+    /// Processes events until told to stop; database outages are waited out.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        tracing::info!(
+            settle_ms = self.settle.as_millis() as u64,
+            "event processor started"
+        );
+        while !*stop.borrow() {
+            let pause = match self.process_next().await {
+                Ok(Step::Handled) => continue,
+                Ok(Step::Idle) => IDLE_POLL,
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "event processing failed; retrying");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::info!("event processor stopped");
+    }
+
+    /// Processes every settled pending event, then returns how many it handled.
+    pub async fn drain(&self) -> anyhow::Result<usize> {
+        let mut handled = 0;
+        while self.process_next().await? == Step::Handled {
+            handled += 1;
+        }
+        Ok(handled)
+    }
+
+    /// Claims the next settled event and applies it in one transaction.
+    pub async fn process_next(&self) -> anyhow::Result<Step> {
+        let mut tx = self.db.begin().await?;
+        let Some(event) = db::events::claim_next(&mut tx, self.settle).await? else {
+            return Ok(Step::Idle);
+        };
+        match self.apply(&mut tx, &event).await {
+            Ok(applied) => {
+                db::events::finish(
+                    &mut tx,
+                    event.id,
+                    applied.outcome,
+                    applied.error.as_deref(),
+                    applied.order_id,
+                )
+                .await?;
+                tx.commit().await?;
+                if let Some(error) = applied.error {
+                    tracing::warn!(event = event.id, %error, "event failed");
+                }
+            }
+            Err(ApplyError::Unusable(error)) => {
+                // Nothing of the event's own writes survive; only the verdict does.
+                tx.rollback().await?;
+                let mut tx = self.db.begin().await?;
+                db::events::finish(&mut tx, event.id, Outcome::Failed, Some(&error), None).await?;
+                tx.commit().await?;
+                tracing::warn!(event = event.id, %error, "event failed");
+            }
+            Err(ApplyError::RetryLater(error)) => {
+                tx.rollback().await?;
+                let delay = retry_delay(event.attempts);
+                db::events::postpone(&self.db, event.id, &error, delay).await?;
+                tracing::warn!(event = event.id, %error, retry_in_s = delay.as_secs(), "event postponed");
+            }
+            Err(ApplyError::Database(error)) => return Err(error).context("applying an event"),
+        }
+        Ok(Step::Handled)
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &ClaimedEvent,
+    ) -> Result<Applied, ApplyError> {
+        let parsed = decode::parse_event(event.raw_body.as_bytes())
+            .map_err(|e| ApplyError::Unusable(e.to_string()))?;
+        let signal = match parsed.signal(&self.catalog.workspace.id_field) {
+            Ok(Some(signal)) => self.with_line_items(signal).await?,
+            Ok(None) => {
+                return Ok(Applied {
+                    outcome: Outcome::Ignored,
+                    error: None,
+                    order_id: None,
+                })
+            }
+            Err(error) => return Err(ApplyError::Unusable(error.to_string())),
+        };
+
+        let links = signal.order_keys().links();
+        db::orders::lock_keys(conn, &links).await?;
+        let order = match db::orders::find_for_update(conn, &links).await? {
+            Some(order) => order,
+            None => db::orders::insert(conn).await?,
+        };
+        db::orders::link(conn, order.id, &links).await?;
+
+        let mut facts: Facts = serde_json::from_value(order.facts).map_err(|e| {
+            ApplyError::Unusable(format!("order {} facts unreadable: {e}", order.id))
+        })?;
+        let provisioned: Provisioned = serde_json::from_value(order.provisioned).map_err(|e| {
+            ApplyError::Unusable(format!(
+                "order {} provisioned state unreadable: {e}",
+                order.id
+            ))
+        })?;
+        let stamp = parsed.stamp();
+        facts.apply(&stamp, &signal);
+        self.complete_contact(&mut facts, &stamp).await?;
+        if let Some(customer) = facts.customer() {
+            if facts.customer_workspace.is_none() {
+                facts.customer_workspace =
+                    db::orders::customer_workspace(conn, customer, order.id).await?;
+            }
+        }
+
+        let plan = plan::plan(&facts, &provisioned, &self.catalog);
+        db::calls::append(conn, order.id, event.id, &plan.calls).await?;
+        let workspace_id = match plan.provisioned.workspace {
+            Workspace::Known(id) => Some(id),
+            _ => None,
+        };
+        db::orders::update(
+            conn,
+            OrderUpdate {
+                id: order.id,
+                customer: facts.customer(),
+                email: facts.email(),
+                name: facts.name(),
+                workspace_id,
+                facts: serde_json::to_value(&facts).expect("facts serialize"),
+                provisioned: serde_json::to_value(&plan.provisioned).expect("state serializes"),
+                status: plan.status.as_str(),
+                attention: plan.attention.as_deref(),
+            },
+        )
+        .await?;
+        tracing::info!(
+            event = event.id,
+            order = order.id,
+            calls = plan.calls.len(),
+            status = plan.status.as_str(),
+            attention = plan.attention.as_deref(),
+            "event applied"
+        );
+        Ok(Applied {
+            outcome: Outcome::Processed,
+            error: None,
+            order_id: Some(order.id),
+        })
+    }
+
+    /// A paid one-off Checkout session's line items are not in the event: read them.
+    async fn with_line_items(&self, signal: Signal) -> Result<Signal, ApplyError> {
+        match signal {
+            Signal::CheckoutCompleted { mut session }
+                if session.mode == CheckoutMode::Payment && session.line_items.is_none() =>
+            {
+                if let Some(stripe) = &self.stripe {
+                    session.line_items = Some(stripe.line_items(&session.id).await?);
+                }
+                Ok(Signal::CheckoutCompleted { session })
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// No event named the buyer's email: ask Stripe for the customer.
+    async fn complete_contact(
+        &self,
+        facts: &mut Facts,
+        stamp: &crate::domain::Stamp,
+    ) -> Result<(), ApplyError> {
+        let (Some(stripe), None, Some(customer)) = (&self.stripe, facts.email(), facts.customer())
+        else {
+            return Ok(());
+        };
+        let contact = stripe.customer(customer).await?;
+        facts.learn_contact(stamp, contact.email.as_deref(), contact.name.as_deref());
+        Ok(())
+    }
+}
+
+/// Doubling from 2 s, capped at ten minutes.
+fn retry_delay(attempts: i32) -> Duration {
+    let exponent = attempts.clamp(0, 16) as u32 + 1;
+    Duration::from_secs(1u64 << exponent).min(MAX_RETRY_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_caps() {
+        assert_eq!(retry_delay(0), Duration::from_secs(2));
+        assert_eq!(retry_delay(1), Duration::from_secs(4));
+        assert_eq!(retry_delay(20), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(-3), Duration::from_secs(2));
+    }
+}
