@@ -1,0 +1,596 @@
+//! The sandbox: a stateful fake of the UChat Partner API
+//! (`shared/uchat-partner-api.md`) for tests and local runs. It speaks the
+//! contract only and uses nothing else of the service.
+//!
+//! # Base URL
+//! Routes are mounted at the root, so the service's partner base URL is
+//! `http://127.0.0.1:PORT` (no `/api` suffix): it then calls e.g.
+//! `POST http://127.0.0.1:PORT/partner/workspace/create`.
+//!
+//! # Behaviour
+//! - Every call needs `Authorization: Bearer <token>` (401 otherwise).
+//! - Success: 200 `{"status":"ok","data":...}`; the list adds `meta`, and
+//!   `/partner/credit-balance` answers `{"credit":"<amount>","status":"ok"}`.
+//! - Failure: 4xx/5xx `{"status":"error","message":"..."}`: 404 `Workspace not
+//!   found`, 422 for validation (Laravel-style messages naming the field) and for
+//!   `no_enough_credit: your partner credit is not enough`.
+//! - Bodies must be JSON objects; numbers must be JSON numbers (`"qty": 2`, not
+//!   `"2"`), to catch a client that sends the wrong type.
+//! - Plans and add-ons are charged to partner credit up front; a refused charge
+//!   changes nothing. Changing to the plan a workspace already has is free and
+//!   keeps its billing period (so change-plan stays idempotent); removing an
+//!   add-on refunds nothing.
+//! - Owner emails are compared case-insensitively.
+//! - `GET /sandbox/state` (no token, no faults, not logged) shows everything.
+//! - Faults ([`Faults`]) apply to every other request, after it is logged.
+
+mod faults;
+mod fields;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use faults::Faults;
+pub use state::{CatalogItem, Invite, Workspace, ADDONS, PLANS};
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+
+use faults::{Env, Outcome};
+use fields::Fields;
+use state::{Credit, Store};
+
+pub const DEFAULT_TOKEN: &str = "sandbox-token";
+pub const DEFAULT_CREDIT: f64 = 1000.0;
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The partner bearer token the fake accepts.
+    pub token: String,
+    /// Starting partner credit.
+    pub credit: f64,
+    pub faults: Faults,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            token: DEFAULT_TOKEN.to_string(),
+            credit: DEFAULT_CREDIT,
+            faults: Faults::default(),
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// `SANDBOX_TOKEN` (default `sandbox-token`), `SANDBOX_CREDIT` (default 1000)
+    /// and the fault variables of [`Faults::from_env`]; unset or empty means the
+    /// default. One message per bad value.
+    pub fn from_env() -> Result<SandboxConfig, Vec<String>> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<SandboxConfig, Vec<String>> {
+        let mut env = Env::new(lookup);
+        let token = env.get(
+            "SANDBOX_TOKEN",
+            DEFAULT_TOKEN.to_string(),
+            "a token",
+            |_| true,
+        );
+        let credit = env.get(
+            "SANDBOX_CREDIT",
+            DEFAULT_CREDIT,
+            "an amount of 0 or more",
+            |c: &f64| c.is_finite() && *c >= 0.0,
+        );
+        let faults = Faults::read(&mut env);
+        env.finish(SandboxConfig {
+            token,
+            credit,
+            faults,
+        })
+    }
+}
+
+/// One request as the fake received it; `path` includes the query string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    /// The raw body (empty when there was none).
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// The body as JSON, or `Null` when empty or not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Reads the fake's state and changes its faults while it runs.
+#[derive(Clone)]
+pub struct SandboxHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    token: String,
+    store: Mutex<Store>,
+    faults: Mutex<Faults>,
+    /// Set on shutdown so fault sleeps end and graceful shutdown is not held up.
+    stopping: watch::Sender<bool>,
+}
+
+impl SandboxHandle {
+    fn new(config: SandboxConfig) -> Self {
+        SandboxHandle {
+            inner: Arc::new(Inner {
+                token: config.token,
+                store: Mutex::new(Store::new(config.credit)),
+                faults: Mutex::new(config.faults),
+                stopping: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// All workspaces, by id.
+    pub fn workspaces(&self) -> Vec<Workspace> {
+        self.store().workspaces.values().cloned().collect()
+    }
+
+    pub fn workspace(&self, id: u64) -> Option<Workspace> {
+        self.store().workspaces.get(&id).cloned()
+    }
+
+    /// Every request received except `/sandbox/state`, in order, including those
+    /// refused or hit by a fault.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.store().requests.clone()
+    }
+
+    pub fn credit(&self) -> f64 {
+        self.store().credit.0
+    }
+
+    pub fn set_credit(&self, credit: f64) {
+        self.store().credit = Credit(credit);
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.inner.faults).clone()
+    }
+
+    /// Takes effect from the next request.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.inner.faults) = faults;
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.inner.store)
+    }
+
+    /// Finds the workspace (or 404), lets `change` check, charge and apply, and
+    /// answers the workspace. `change` must refuse before it changes anything.
+    fn with_workspace(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Workspace, &mut Credit) -> Result<(), ApiError>,
+    ) -> ApiResult {
+        let mut store = self.store();
+        let (workspace, credit) = store.find(id)?;
+        change(workspace, credit)?;
+        Ok(ok(workspace.view()))
+    }
+
+    /// Sleeps, cut short by shutdown.
+    async fn sleep(&self, duration: Duration) {
+        let mut stopping = self.inner.stopping.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The fake's routes and a handle on its state. Serve it yourself (tests), or
+/// use [`serve`].
+pub fn router(config: SandboxConfig) -> (Router, SandboxHandle) {
+    let handle = SandboxHandle::new(config);
+    let workspace = "/partner/workspace/{id}";
+    let partner = Router::new()
+        .route("/partner/workspace/create", post(create_workspace))
+        .route(
+            "/partner/workspace/create-for-existing-user",
+            post(create_for_existing_user),
+        )
+        .route(workspace, get(get_workspace).delete(delete_workspace))
+        .route("/partner/workspaces", get(list_workspaces))
+        .route(&format!("{workspace}/change-plan"), post(change_plan))
+        .route(&format!("{workspace}/add-addon"), post(add_addon))
+        .route(&format!("{workspace}/remove-addon"), delete(remove_addon))
+        .route(&format!("{workspace}/topup-points"), post(topup_points))
+        .route(&format!("{workspace}/deduct-points"), delete(deduct_points))
+        .route(&format!("{workspace}/pause"), post(pause))
+        .route(&format!("{workspace}/active"), post(activate))
+        .route(
+            &format!("{workspace}/enable-auto-renew"),
+            post(enable_auto_renew),
+        )
+        .route(
+            &format!("{workspace}/disable-auto-renew"),
+            post(disable_auto_renew),
+        )
+        .route(&format!("{workspace}/invite-member"), post(invite_member))
+        .route("/partner/plans", get(plans))
+        .route("/partner/addons", get(addons))
+        .route("/partner/credit-balance", get(credit_balance))
+        .fallback(route_not_found)
+        // The last layer added runs first: record, then faults, then the token.
+        .layer(middleware::from_fn_with_state(
+            handle.clone(),
+            require_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            handle.clone(),
+            inject_faults,
+        ))
+        .layer(middleware::from_fn_with_state(
+            handle.clone(),
+            record_request,
+        ))
+        .with_state(handle.clone());
+    let app = Router::new()
+        .route("/sandbox/state", get(snapshot))
+        .with_state(handle.clone())
+        .merge(partner);
+    (app, handle)
+}
+
+/// Serves the fake on `listener` until `shutdown` completes; requests held by
+/// a timeout fault are then answered at once.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: SandboxConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (app, handle) = router(config);
+    tracing::info!(address = ?listener.local_addr().ok(), "UChat sandbox listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            handle.inner.stopping.send_replace(true);
+        })
+        .await
+}
+
+// ---------------------------------------------------------------- errors
+
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("Unauthenticated.")]
+    Unauthenticated,
+    #[error("Workspace not found")]
+    WorkspaceNotFound,
+    #[error("Not found")]
+    RouteNotFound,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no_enough_credit: your partner credit is not enough")]
+    NoEnoughCredit,
+    #[error("sandbox: injected failure")]
+    Injected(StatusCode),
+    #[error("sandbox: injected timeout")]
+    Timeout,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::WorkspaceNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::Invalid(_) | ApiError::NoEnoughCredit => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Injected(status) => *status,
+            ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "status": "error", "message": self.to_string() });
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::Invalid(message.into())
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+type Sandbox = State<SandboxHandle>;
+type WorkspaceId = Path<String>;
+
+fn ok(data: Value) -> Json<Value> {
+    Json(json!({ "status": "ok", "data": data }))
+}
+
+// ---------------------------------------------------------------- middleware
+
+async fn record_request(
+    State(h): Sandbox,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| invalid(format!("Could not read the request body: {e}")))?;
+    h.store().requests.push(RecordedRequest {
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_string(), ToString::to_string),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    });
+    Ok(next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await)
+}
+
+async fn inject_faults(State(h): Sandbox, request: Request, next: Next) -> Response {
+    let faults = h.faults();
+    let (latency, outcome) = {
+        let mut rng = rand::thread_rng();
+        (faults.latency(&mut rng), faults.draw(&mut rng))
+    };
+    h.sleep(latency).await;
+    let hold = Duration::from_millis(faults.timeout_ms);
+    match outcome {
+        Outcome::Answer => next.run(request).await,
+        Outcome::Fail => {
+            let status = StatusCode::from_u16(faults.fail_status)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            ApiError::Injected(status).into_response()
+        }
+        Outcome::Timeout => {
+            h.sleep(hold).await;
+            ApiError::Timeout.into_response()
+        }
+        Outcome::ApplyThenTimeout => {
+            let response = next.run(request).await;
+            h.sleep(hold).await;
+            response
+        }
+    }
+}
+
+async fn require_token(
+    State(h): Sandbox,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let matches = bool::from(given.as_bytes().ct_eq(h.inner.token.as_bytes()));
+    if given.is_empty() || !matches {
+        return Err(ApiError::Unauthenticated);
+    }
+    Ok(next.run(request).await)
+}
+
+// ---------------------------------------------------------------- handlers
+
+async fn create_workspace(State(h): Sandbox, body: Bytes) -> ApiResult {
+    let fields = Fields::parse(&body)?;
+    let name = fields.text("name")?;
+    let email = fields.email("email")?;
+    fields.text("password")?;
+    let team_name = fields.text("team_name")?;
+    let verification = fields.opt_choice("require_email_verification", &["yes", "no"])?;
+    Fields::required("require_email_verification", verification)?;
+    let trial_days = fields.trial_days()?;
+
+    let mut store = h.store();
+    if store.owned_by(&email).is_some() {
+        return Err(invalid("The email has already been taken."));
+    }
+    Ok(ok(store
+        .create(name, email, Some(team_name), trial_days)
+        .view()))
+}
+
+async fn create_for_existing_user(State(h): Sandbox, body: Bytes) -> ApiResult {
+    let fields = Fields::parse(&body)?;
+    let email = fields.email("email")?;
+    let team_name = fields.opt_text("team_name")?;
+    let trial_days = fields.trial_days()?;
+
+    let mut store = h.store();
+    let owner = store
+        .owned_by(&email)
+        .ok_or_else(|| invalid("The selected email is invalid."))?;
+    let (name, email) = (owner.name.clone(), owner.owner_email.clone());
+    Ok(ok(store.create(name, email, team_name, trial_days).view()))
+}
+
+async fn get_workspace(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
+    h.with_workspace(&id, |_, _| Ok(()))
+}
+
+async fn delete_workspace(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
+    let mut store = h.store();
+    let id = store.find(&id)?.0.id;
+    store.workspaces.remove(&id);
+    Ok(ok(json!({ "id": id })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    page: Option<String>,
+    search: Option<String>,
+}
+
+async fn list_workspaces(State(h): Sandbox, Query(query): Query<ListQuery>) -> Json<Value> {
+    let page = query
+        .page
+        .and_then(|page| page.trim().parse::<usize>().ok())
+        .filter(|page| *page >= 1)
+        .unwrap_or(1);
+    Json(h.store().list(page, query.search.as_deref().unwrap_or("")))
+}
+
+async fn change_plan(State(h): Sandbox, Path(id): WorkspaceId, body: Bytes) -> ApiResult {
+    h.with_workspace(&id, |workspace, credit| {
+        let fields = Fields::parse(&body)?;
+        let plan = fields.item("plan", PLANS)?;
+        let auto_renew = fields.opt_choice("auto_renew", &["yes", "no"])?;
+        if workspace.plan != plan.id {
+            credit.charge(plan.price)?;
+            workspace.switch_plan(plan.id);
+        }
+        if let Some(auto_renew) = auto_renew {
+            workspace.auto_renew = auto_renew == "yes";
+        }
+        Ok(())
+    })
+}
+
+async fn add_addon(State(h): Sandbox, Path(id): WorkspaceId, body: Bytes) -> ApiResult {
+    h.with_workspace(&id, |workspace, credit| {
+        let fields = Fields::parse(&body)?;
+        let addon = fields.item("addon", ADDONS)?;
+        let qty = fields.int("qty", 1)?;
+        credit.charge(addon.price * qty as f64)?;
+        *workspace.addons.entry(addon.id.to_string()).or_default() += qty;
+        Ok(())
+    })
+}
+
+async fn remove_addon(State(h): Sandbox, Path(id): WorkspaceId, body: Bytes) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        let fields = Fields::parse(&body)?;
+        let addon = fields.item("addon", ADDONS)?;
+        let qty = fields.int("qty", 1)?;
+        let left = workspace.addon(addon.id).checked_sub(qty).ok_or_else(|| {
+            invalid(format!(
+                "The qty may not be greater than {} (the workspace's {} add-ons).",
+                workspace.addon(addon.id),
+                addon.id
+            ))
+        })?;
+        match left {
+            0 => workspace.addons.remove(addon.id),
+            left => workspace.addons.insert(addon.id.to_string(), left),
+        };
+        Ok(())
+    })
+}
+
+async fn topup_points(State(h): Sandbox, Path(id): WorkspaceId, body: Bytes) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        let fields = Fields::parse(&body)?;
+        let points = fields.positive_number("points")?;
+        fields.opt_text("note")?;
+        workspace.points += points;
+        Ok(())
+    })
+}
+
+async fn deduct_points(State(h): Sandbox, Path(id): WorkspaceId, body: Bytes) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        let fields = Fields::parse(&body)?;
+        let points = fields.positive_number("points")?;
+        fields.opt_text("note")?;
+        if points > workspace.points {
+            return Err(invalid(format!(
+                "The points may not be greater than {} (the workspace's balance).",
+                workspace.points
+            )));
+        }
+        workspace.points -= points;
+        Ok(())
+    })
+}
+
+async fn pause(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        workspace.is_paused = true;
+        Ok(())
+    })
+}
+
+async fn activate(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        workspace.is_paused = false;
+        Ok(())
+    })
+}
+
+async fn enable_auto_renew(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        workspace.auto_renew = true;
+        Ok(())
+    })
+}
+
+async fn disable_auto_renew(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        workspace.auto_renew = false;
+        Ok(())
+    })
+}
+
+async fn invite_member(State(h): Sandbox, Path(id): WorkspaceId, body: Bytes) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        let fields = Fields::parse(&body)?;
+        let email = fields.email("email")?;
+        let role = fields.text("role")?;
+        workspace.invites.push(Invite { email, role });
+        Ok(())
+    })
+}
+
+async fn plans() -> Json<Value> {
+    ok(json!(PLANS))
+}
+
+async fn addons() -> Json<Value> {
+    ok(json!(ADDONS))
+}
+
+async fn credit_balance(State(h): Sandbox) -> Json<Value> {
+    Json(json!({ "credit": format!("{:.2}", h.credit()), "status": "ok" }))
+}
+
+async fn snapshot(State(h): Sandbox) -> Json<Value> {
+    Json(h.store().snapshot())
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::RouteNotFound
+}

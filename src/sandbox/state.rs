@@ -1,0 +1,276 @@
+//! The fake's state: workspaces, partner credit, the request log, and the price
+//! lists. Everything lives in one `Store` behind one mutex.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{ApiError, RecordedRequest};
+
+/// A plan or an add-on as `/partner/plans` and `/partner/addons` list it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CatalogItem {
+    pub id: &'static str,
+    pub name: &'static str,
+    /// Charged to partner credit per change-plan or per add-on unit.
+    pub price: f64,
+}
+
+const fn item(id: &'static str, name: &'static str, price: f64) -> CatalogItem {
+    CatalogItem { id, name, price }
+}
+
+pub const PLANS: &[CatalogItem] = &[
+    item("free", "Free", 0.0),
+    item("business", "Business", 10.0),
+    item("business_lite", "Business Lite", 5.0),
+    item("business_plus", "Business Plus", 20.0),
+    item("business_large", "Business Large", 50.0),
+    item("business_yearly", "Business Yearly", 100.0),
+];
+
+pub const ADDONS: &[CatalogItem] = &[
+    item("bot", "Extra bot", 5.0),
+    item("member", "Extra member", 3.0),
+    item("bot_user", "1,000 bot users", 10.0),
+    item("bot_user_large", "10,000 bot users", 50.0),
+    item("lists", "Lists", 2.0),
+    item("inbound_webhook", "Inbound webhook", 2.0),
+    item("timeout", "Timeout", 2.0),
+    item("custom_domain", "Custom domain", 5.0),
+];
+
+pub(super) fn find_item(items: &'static [CatalogItem], id: &str) -> Option<&'static CatalogItem> {
+    items.iter().find(|item| item.id == id)
+}
+
+const FIRST_ID: u64 = 1000;
+const PER_PAGE: usize = 20;
+const DAY: u64 = 86_400;
+
+/// One workspace as `/sandbox/state` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workspace {
+    pub id: u64,
+    /// The owner's name, as given on create.
+    pub name: String,
+    pub owner_email: String,
+    pub team_name: Option<String>,
+    /// `trial` after create, then a plan id.
+    pub plan: String,
+    pub is_paused: bool,
+    pub auto_renew: bool,
+    pub points: f64,
+    /// Add-on id → quantity; only add-ons the workspace has (qty > 0).
+    pub addons: BTreeMap<String, u64>,
+    /// `YYYY-MM-DD HH:MM:SS` (UTC).
+    pub billing_start_at: Option<String>,
+    pub billing_end_at: Option<String>,
+    pub invites: Vec<Invite>,
+}
+
+/// A member invited with `invite-member`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Invite {
+    pub email: String,
+    pub role: String,
+}
+
+impl Workspace {
+    /// The `data` of `GET /partner/workspace/{id}`: flags as 0/1 and one
+    /// `addon_<id>` per known add-on.
+    pub(super) fn view(&self) -> Value {
+        let mut view = json!({
+            "id": self.id,
+            "name": self.name,
+            "team_name": self.team_name,
+            "owner_email": self.owner_email,
+            "plan": self.plan,
+            "is_paused": u8::from(self.is_paused),
+            "auto_renew": u8::from(self.auto_renew),
+            "billing_start_at": self.billing_start_at,
+            "billing_end_at": self.billing_end_at,
+            "points": self.points,
+        });
+        for addon in ADDONS {
+            view[format!("addon_{}", addon.id)] = json!(self.addon(addon.id));
+        }
+        view
+    }
+
+    pub(super) fn addon(&self, id: &str) -> u64 {
+        self.addons.get(id).copied().unwrap_or(0)
+    }
+
+    /// Starts a billing period on `plan` now: 30 days, 365 for the yearly plan,
+    /// open-ended for free.
+    pub(super) fn switch_plan(&mut self, plan: &str) {
+        let days = match plan {
+            "free" => None,
+            "business_yearly" => Some(365),
+            _ => Some(30),
+        };
+        self.start_period(plan, days);
+    }
+
+    fn start_period(&mut self, plan: &str, days: Option<u64>) {
+        let now = now();
+        self.plan = plan.to_string();
+        self.billing_start_at = Some(format_utc(now));
+        self.billing_end_at = days.map(|days| format_utc(now + days * DAY));
+    }
+
+    fn matches(&self, needle: &str) -> bool {
+        self.owner_email.to_lowercase().contains(needle)
+            || self.name.to_lowercase().contains(needle)
+    }
+}
+
+/// Prepaid partner credit: every plan and add-on is charged here.
+#[derive(Debug)]
+pub(super) struct Credit(pub f64);
+
+impl Credit {
+    /// Takes `amount`, or refuses with `no_enough_credit` and takes nothing.
+    pub(super) fn charge(&mut self, amount: f64) -> Result<(), ApiError> {
+        if amount > self.0 {
+            return Err(ApiError::NoEnoughCredit);
+        }
+        self.0 -= amount;
+        Ok(())
+    }
+}
+
+pub(super) struct Store {
+    pub credit: Credit,
+    pub workspaces: BTreeMap<u64, Workspace>,
+    pub requests: Vec<RecordedRequest>,
+    next_id: u64,
+}
+
+impl Store {
+    pub(super) fn new(credit: f64) -> Self {
+        Store {
+            credit: Credit(credit),
+            workspaces: BTreeMap::new(),
+            requests: Vec::new(),
+            next_id: FIRST_ID,
+        }
+    }
+
+    /// The workspace with path id `id` (and the credit, to charge), or 404.
+    pub(super) fn find(&mut self, id: &str) -> Result<(&mut Workspace, &mut Credit), ApiError> {
+        let workspace = id
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| self.workspaces.get_mut(&id))
+            .ok_or(ApiError::WorkspaceNotFound)?;
+        Ok((workspace, &mut self.credit))
+    }
+
+    /// The first workspace owned by `email` (compared case-insensitively).
+    pub(super) fn owned_by(&self, email: &str) -> Option<&Workspace> {
+        self.workspaces
+            .values()
+            .find(|w| w.owner_email.eq_ignore_ascii_case(email))
+    }
+
+    /// A new workspace on a `trial_days` trial, auto-renew on, not paused.
+    pub(super) fn create(
+        &mut self,
+        name: String,
+        owner_email: String,
+        team_name: Option<String>,
+        trial_days: u64,
+    ) -> &Workspace {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut workspace = Workspace {
+            id,
+            name,
+            owner_email,
+            team_name,
+            plan: String::new(),
+            is_paused: false,
+            auto_renew: true,
+            points: 0.0,
+            addons: BTreeMap::new(),
+            billing_start_at: None,
+            billing_end_at: None,
+            invites: Vec::new(),
+        };
+        workspace.start_period("trial", Some(trial_days));
+        self.workspaces.entry(id).or_insert(workspace)
+    }
+
+    /// One page (from 1) of the workspaces whose owner email or name contains
+    /// `search` (case-insensitive), with Laravel-style `meta`.
+    pub(super) fn list(&self, page: usize, search: &str) -> Value {
+        let needle = search.trim().to_lowercase();
+        let hits: Vec<&Workspace> = self
+            .workspaces
+            .values()
+            .filter(|w| w.matches(&needle))
+            .collect();
+        let skip = (page - 1).saturating_mul(PER_PAGE);
+        let data: Vec<Value> = hits
+            .iter()
+            .skip(skip)
+            .take(PER_PAGE)
+            .map(|w| w.view())
+            .collect();
+        let (from, to) = match data.len() {
+            0 => (Value::Null, Value::Null),
+            n => (json!(skip + 1), json!(skip + n)),
+        };
+        json!({
+            "status": "ok",
+            "data": data,
+            "meta": {
+                "current_page": page,
+                "last_page": hits.len().div_ceil(PER_PAGE).max(1),
+                "per_page": PER_PAGE,
+                "total": hits.len(),
+                "from": from,
+                "to": to,
+            },
+        })
+    }
+
+    /// The body of `GET /sandbox/state`.
+    pub(super) fn snapshot(&self) -> Value {
+        json!({
+            "credit": self.credit.0,
+            "workspaces": self.workspaces.values().collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` for seconds since the epoch, in UTC (Howard Hinnant's
+/// civil-from-days).
+pub(super) fn format_utc(secs: u64) -> String {
+    let (days, rest) = (secs / DAY, secs % DAY);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
