@@ -52,7 +52,8 @@ CREATE TABLE partner_calls (
                      CHECK (status IN ('pending', 'running', 'held', 'succeeded', 'dead', 'canceled')),
     attempts         INT         NOT NULL DEFAULT 0,
     next_attempt_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
-    lease_owner      UUID,
+    -- A new id per claim: a result is recorded only under the lease that made the call.
+    lease_id         UUID,
     lease_expires_at TIMESTAMPTZ,
     last_error       TEXT,
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),

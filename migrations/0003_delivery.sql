@@ -1,14 +1,10 @@
--- Delivery: leases fenced per claim, what a non-idempotent call found before its first
+-- Delivery: what a non-idempotent call found before its first
 -- try, and every attempt on record.
 ALTER TABLE partner_calls
-    -- A new id per claim: a result is recorded only under the lease that made the call.
-    ADD COLUMN lease_id   UUID,
     -- The workspace as it was before the first try of a call that is not idempotent, so a
     -- retry after an ambiguous outcome can tell whether the first try took effect.
     ADD COLUMN baseline   JSONB,
     ADD COLUMN held_since TIMESTAMPTZ;
-
-ALTER TABLE partner_calls DROP COLUMN lease_owner;
 
 -- The order's own status while delivery is blocked (dead or held call); restored once
 -- the blocking call is resolved.
