@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod domain;
 pub mod dry_run;
 pub mod http;

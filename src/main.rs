@@ -2,7 +2,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use uchat_billing::config::{self, Config};
+use uchat_billing::config::{self, Config, Delivery};
+use uchat_billing::delivery::Worker;
 use uchat_billing::plan::Catalog;
 use uchat_billing::startup::{self, Application};
 use uchat_billing::{db, dry_run, telemetry};
@@ -19,6 +20,9 @@ struct Cli {
 enum Command {
     /// Run the HTTP service: Stripe webhooks in, stored durably (the default).
     Serve,
+    /// Deliver partner calls only, without the HTTP service: run as many as you like
+    /// against one database, so delivery scales apart from intake.
+    Worker,
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
     /// Check a catalog file: every problem is printed with its line; exit 2 if any.
@@ -61,6 +65,13 @@ async fn main() -> ExitCode {
                 return ExitCode::from(CONFIG_ERROR);
             }
         },
+        Command::Worker => match Delivery::from_env() {
+            Ok(delivery) => work(delivery).await,
+            Err(problems) => {
+                eprint!("{problems}");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        },
         Command::Migrate => migrate().await,
         Command::CheckCatalog { path } => return check_catalog(path),
         Command::Plan { catalog, events } => return print_plan(&catalog, &events),
@@ -77,6 +88,18 @@ async fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(&config).await?;
     app.run(startup::shutdown_signal()).await
+}
+
+async fn work(delivery: Delivery) -> anyhow::Result<()> {
+    let url = config::database_url(&config::var);
+    let pool = db::pool(&url, delivery.settings.concurrency as u32 + 2)?;
+    db::prepare(&url, &pool).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(Worker::new(pool, delivery.partner, delivery.settings).run(stopped));
+    startup::shutdown_signal().await;
+    let _ = stop.send(true);
+    worker.await?;
+    Ok(())
 }
 
 async fn migrate() -> anyhow::Result<()> {
