@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection, PgPool};
-use uchat_billing::config::Config;
+use uchat_billing::config::{Config, Delivery};
+use uchat_billing::delivery::{DeliverySettings, RetryPolicy, Worker};
+use uchat_billing::partner::{PartnerClient, Token};
 use uchat_billing::plan::Catalog;
 use uchat_billing::processor::Processor;
 use uchat_billing::secret::Secret;
@@ -32,6 +34,8 @@ pub struct TestApp {
     pub secrets: Vec<Secret>,
     /// The app's event processor; tests drive it (`drain`) unless background work is on.
     pub processor: Processor,
+    /// The app's delivery worker, when the test configured a partner.
+    pub worker: Option<Worker>,
 }
 
 pub struct TestDatabase {
@@ -75,7 +79,28 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         catalog: Arc::new(test_catalog()),
         stripe_api: None,
         settle: Duration::ZERO,
+        delivery: None,
         background_work: false,
+    }
+}
+
+pub const PARTNER_TOKEN: &str = "partner-test-token";
+
+/// Delivery to a partner at `base`, with time scaled down: a short request timeout and
+/// retry waits in milliseconds.
+pub fn delivery_to(base: &str) -> Delivery {
+    let timeout = Duration::from_millis(500);
+    let mut settings = DeliverySettings::for_timeout(timeout);
+    settings.retry = RetryPolicy {
+        max_attempts: 5,
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(200),
+    };
+    settings.held_retry = Duration::from_millis(100);
+    settings.max_poll = Duration::from_millis(100);
+    Delivery {
+        partner: PartnerClient::new(base, Token::new(PARTNER_TOKEN), timeout).unwrap(),
+        settings,
     }
 }
 
@@ -111,6 +136,7 @@ pub async fn spawn_app_without_database() -> TestApp {
 fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &Config) -> TestApp {
     let address = format!("http://{}", app.local_addr());
     let processor = app.processor();
+    let worker = app.worker();
     tokio::spawn(app.run(std::future::pending()));
     TestApp {
         address,
@@ -119,6 +145,7 @@ fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &
         client: reqwest::Client::new(),
         secrets: config.webhook_secrets.clone(),
         processor,
+        worker,
     }
 }
 
