@@ -41,7 +41,7 @@ Environment (also read from a .env file in the working directory):
   UCHAT_TIMEOUT_SECS     Timeout of one partner request [default: 15]
   DELIVERY_CONCURRENCY   Partner calls in flight per process [default: 8]
   RETRY_MAX_ATTEMPTS     Tries of a failing call before it is dead [default: 12]
-  RETRY_BASE_SECS        Ceiling of the first retry wait; doubles each try [default: 90]
+  RETRY_BASE_SECS        Ceiling of the first retry wait; doubles each try [default: 150]
   RETRY_CAP_SECS         Longest retry wait [default: 86400]
   HELD_RETRY_SECS        Retry period of a call held for lack of partner credit [default: 900]
   LOG_FORMAT             pretty | json [default: pretty]

@@ -13,11 +13,12 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// Twelve tries whose ceilings add up to about three days: 90 s, 3 min, ..., 24 h.
+    /// Twelve tries whose waits' ceilings add up to about three days: 150 s, 5 min, ...,
+    /// 21 h, 24 h.
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 12,
-            base: Duration::from_secs(90),
+            base: Duration::from_secs(150),
             cap: Duration::from_secs(24 * 3600),
         }
     }
@@ -65,7 +66,7 @@ mod tests {
             .collect();
         assert_eq!(
             ceilings,
-            [90, 180, 360, 720, 1440, 2880, 5760, 11520, 23040, 46080, 86400]
+            [150, 300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 76800, 86400]
         );
     }
 
@@ -81,14 +82,14 @@ mod tests {
     fn full_jitter_spreads_waits_under_the_ceiling() {
         let policy = RetryPolicy::default();
         assert_eq!(policy.delay(1, 0.0, None), Some(Duration::ZERO));
-        assert_eq!(policy.delay(2, 0.5, None), Some(Duration::from_secs(90)));
+        assert_eq!(policy.delay(2, 0.5, None), Some(Duration::from_secs(150)));
     }
 
     #[test]
     fn retry_after_is_a_floor() {
         let policy = RetryPolicy::default();
-        let floor = Some(Duration::from_secs(120));
-        assert_eq!(policy.delay(1, 0.1, floor), Some(Duration::from_secs(120)));
-        assert_eq!(policy.delay(3, 1.0, floor), Some(Duration::from_secs(360)));
+        let floor = Some(Duration::from_secs(200));
+        assert_eq!(policy.delay(1, 0.1, floor), Some(Duration::from_secs(200)));
+        assert_eq!(policy.delay(3, 1.0, floor), Some(Duration::from_secs(600)));
     }
 }
