@@ -98,6 +98,8 @@ pub fn delivery_to(base: &str) -> Delivery {
     };
     settings.held_retry = Duration::from_millis(100);
     settings.max_poll = Duration::from_millis(100);
+    // Longer than one try (up to three requests), short enough for crash tests.
+    settings.lease = Duration::from_secs(2);
     Delivery {
         partner: PartnerClient::new(base, Token::new(PARTNER_TOKEN), timeout).unwrap(),
         settings,
@@ -273,5 +275,105 @@ impl TestApp {
             .execute(&self.db)
             .await
             .unwrap();
+    }
+}
+
+/// The stateful UChat fake on a port of its own; its token is `PARTNER_TOKEN`.
+pub async fn spawn_sandbox(
+    faults: uchat_billing::sandbox::Faults,
+) -> (String, uchat_billing::sandbox::SandboxHandle) {
+    let config = uchat_billing::sandbox::SandboxConfig {
+        token: PARTNER_TOKEN.to_owned(),
+        credit: 1_000_000.0,
+        faults,
+    };
+    let (router, handle) = uchat_billing::sandbox::router(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (base, handle)
+}
+
+/// The app delivering to the partner at `base`.
+pub async fn spawn_app_delivering_to(base: &str) -> TestApp {
+    let delivery = delivery_to(base);
+    spawn_app_with(move |config| config.delivery = Some(delivery)).await
+}
+
+impl TestApp {
+    pub fn worker(&self) -> &Worker {
+        self.worker.as_ref().expect("the test configured delivery")
+    }
+
+    /// An order with `calls` queued directly, as the processor would queue them.
+    pub async fn queue_calls(
+        &self,
+        workspace_id: Option<i64>,
+        email: &str,
+        calls: &[(&str, serde_json::Value)],
+    ) -> i64 {
+        let order_id: i64 = sqlx::query_scalar(
+            "INSERT INTO orders (email, workspace_id, status) VALUES ($1, $2, 'active') RETURNING id",
+        )
+        .bind(email)
+        .bind(workspace_id)
+        .fetch_one(&self.db)
+        .await
+        .unwrap();
+        for (position, (kind, body)) in calls.iter().enumerate() {
+            sqlx::query("INSERT INTO partner_calls (order_id, position, kind, body) VALUES ($1, $2, $3, $4)")
+                .bind(order_id)
+                .bind(position as i32 + 1)
+                .bind(kind)
+                .bind(body)
+                .execute(&self.db)
+                .await
+                .unwrap();
+        }
+        order_id
+    }
+
+    /// Runs the worker until no call is running or waiting its turn, waiting out retry
+    /// delays. Calls behind a dead or held call stay pending.
+    pub async fn deliver_all(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            self.worker().deliver_due().await.unwrap();
+            let unfinished: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM partner_calls WHERE status IN ('pending', 'running')",
+            )
+            .fetch_one(&self.db)
+            .await
+            .unwrap();
+            if unfinished == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "calls still unfinished after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// (kind, status, attempts) of an order's calls, in order.
+    pub async fn call_states(&self, order_id: i64) -> Vec<(String, String, i32)> {
+        sqlx::query_as("SELECT kind, status, attempts FROM partner_calls WHERE order_id = $1 ORDER BY position")
+            .bind(order_id)
+            .fetch_all(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// (outcome, http status) of each try of an order's calls, in order.
+    pub async fn attempt_outcomes(&self, order_id: i64) -> Vec<(String, Option<i32>)> {
+        sqlx::query_as(
+            "SELECT a.outcome, a.http_status FROM attempts a JOIN partner_calls c ON c.id = a.call_id
+             WHERE c.order_id = $1 ORDER BY c.position, a.id",
+        )
+        .bind(order_id)
+        .fetch_all(&self.db)
+        .await
+        .unwrap()
     }
 }
