@@ -340,7 +340,12 @@ impl TestApp {
         loop {
             self.worker().deliver_due().await.unwrap();
             let unfinished: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM partner_calls WHERE status IN ('pending', 'running')",
+                "SELECT count(*) FROM partner_calls c
+                 WHERE c.status = 'running'
+                    OR (c.status = 'pending' AND NOT EXISTS (
+                        SELECT 1 FROM partner_calls earlier
+                        WHERE earlier.order_id = c.order_id AND earlier.position < c.position
+                          AND earlier.status NOT IN ('succeeded', 'canceled')))",
             )
             .fetch_one(&self.db)
             .await
