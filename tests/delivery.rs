@@ -476,3 +476,204 @@ async fn a_create_or_top_up_that_applied_then_timed_out_happens_once() {
         ["retry", "already_applied"]
     );
 }
+
+fn create_body(email: &str) -> Value {
+    json!({"email": email, "name": "Buyer", "team_name": "Team", "require_email_verification": "no"})
+}
+
+/// `orders` orders of the same five calls, one buyer each.
+async fn queue_orders(app: &TestApp, orders: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for n in 0..orders {
+        let email = format!("buyer{n}@example.com");
+        let calls = [
+            ("create", create_body(&email)),
+            (
+                "change-plan",
+                json!({"plan": "business", "auto_renew": "yes"}),
+            ),
+            ("add-addon", json!({"addon": "bot", "qty": 1})),
+            ("topup-points", json!({"points": 10, "note": "pack"})),
+            ("pause", Value::Null),
+        ];
+        ids.push(app.queue_calls(None, &email, &calls).await);
+    }
+    ids
+}
+
+/// Waits until every call has succeeded.
+async fn wait_until_all_succeeded(app: &TestApp, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM partner_calls WHERE status <> 'succeeded'")
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        if left == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} calls unfinished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Each workspace's writes, as the sandbox received them, named by kind.
+fn writes_per_workspace(
+    sandbox: &uchat_billing::sandbox::SandboxHandle,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let owner: std::collections::HashMap<u64, String> = sandbox
+        .workspaces()
+        .into_iter()
+        .map(|w| (w.id, w.owner_email))
+        .collect();
+    let mut writes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for request in sandbox.requests().iter().filter(|r| r.method != "GET") {
+        let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+        let (email, kind) = match segments.as_slice() {
+            ["partner", "workspace", "create"] => (
+                request.json()["email"].as_str().unwrap().to_owned(),
+                "create",
+            ),
+            ["partner", "workspace", id, kind] => {
+                (owner[&id.parse::<u64>().unwrap()].clone(), *kind)
+            }
+            other => panic!("unexpected write {other:?}"),
+        };
+        writes.entry(email).or_default().push(kind.to_owned());
+    }
+    writes
+}
+
+#[tokio::test]
+async fn each_order_reaches_the_partner_in_plan_order_while_orders_run_in_parallel() {
+    let (base, sandbox) = spawn_sandbox(Faults {
+        latency_jitter_ms: 15,
+        ..Faults::default()
+    })
+    .await;
+    let app = spawn_app_delivering_to(&base).await;
+    queue_orders(&app, 200).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(app.worker().clone().run(stopped));
+    wait_until_all_succeeded(&app, Duration::from_secs(120)).await;
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+
+    let writes = writes_per_workspace(&sandbox);
+    assert_eq!(writes.len(), 200);
+    for (email, kinds) in &writes {
+        assert_eq!(
+            kinds,
+            &[
+                "create",
+                "change-plan",
+                "add-addon",
+                "topup-points",
+                "pause"
+            ],
+            "{email}"
+        );
+    }
+    // Orders overlapped: some order's first try started before another's last one ended.
+    let overlapping: i64 = sqlx::query_scalar(
+        "WITH spans AS (
+             SELECT c.order_id, min(a.started_at) AS first, max(a.started_at + a.duration_ms * interval '1 ms') AS last
+             FROM attempts a JOIN partner_calls c ON c.id = a.call_id GROUP BY c.order_id)
+         SELECT count(*) FROM spans x JOIN spans y ON x.order_id < y.order_id AND x.first < y.last AND y.first < x.last",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(overlapping > 0, "orders ran one after another");
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_call_loses_and_doubles_nothing() {
+    let (base, sandbox) = spawn_sandbox(Faults {
+        latency_ms: 150,
+        ..Faults::default()
+    })
+    .await;
+    let app = spawn_app_delivering_to(&base).await;
+    queue_orders(&app, 20).await;
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let crashed = tokio::spawn(app.worker().clone().run(stopped));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    crashed.abort();
+    let running: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM partner_calls WHERE status = 'running'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(running > 0, "the crash left calls mid-flight");
+
+    // Another worker takes the calls back once their leases expire, and finishes.
+    app.deliver_all().await;
+    wait_until_all_succeeded(&app, Duration::from_secs(60)).await;
+    let workspaces = sandbox.workspaces();
+    assert_eq!(workspaces.len(), 20, "one workspace per order");
+    for workspace in &workspaces {
+        assert_eq!(
+            workspace.points, 10.0,
+            "{}: one top-up",
+            workspace.owner_email
+        );
+        assert_eq!(
+            workspace.addons.get("bot"),
+            Some(&1),
+            "{}: one add-on",
+            workspace.owner_email
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_worker_processes_never_run_the_same_call() {
+    let (base, sandbox) = spawn_sandbox(Faults {
+        latency_jitter_ms: 10,
+        ..Faults::default()
+    })
+    .await;
+    let app = spawn_app_delivering_to(&base).await;
+    queue_orders(&app, 40).await;
+    let url = &app.database.as_ref().unwrap().url;
+    let workers: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_uchat-billing"))
+                .arg("worker")
+                .env_clear()
+                .env("DATABASE_URL", url)
+                .env("UCHAT_API_BASE", &base)
+                .env("UCHAT_API_TOKEN", PARTNER_TOKEN)
+                .env("UCHAT_TIMEOUT_SECS", "5")
+                .env("DELIVERY_CONCURRENCY", "4")
+                .env("RUST_LOG", "warn")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    wait_until_all_succeeded(&app, Duration::from_secs(120)).await;
+    for mut worker in workers {
+        std::process::Command::new("kill")
+            .args(["-TERM", &worker.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(worker.wait().unwrap().success());
+    }
+    let tries: Vec<i64> = sqlx::query_scalar("SELECT count(*) FROM attempts GROUP BY call_id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(tries.len(), 200);
+    assert!(tries.iter().all(|&n| n == 1), "a call was tried twice");
+    let writes = writes_per_workspace(&sandbox);
+    assert_eq!(
+        writes.values().map(Vec::len).sum::<usize>(),
+        200,
+        "each call reached the partner once"
+    );
+}
