@@ -3,6 +3,7 @@
 pub mod config;
 pub mod db;
 pub mod delivery;
+pub mod demo;
 pub mod domain;
 pub mod dry_run;
 pub mod http;

@@ -1,10 +1,13 @@
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use uchat_billing::config::{self, Config, Delivery};
 use uchat_billing::delivery::Worker;
+use uchat_billing::demo::{self, DemoOptions};
 use uchat_billing::plan::Catalog;
+use uchat_billing::sandbox::SandboxConfig;
 use uchat_billing::startup::{self, Application};
 use uchat_billing::{db, dry_run, telemetry};
 
@@ -25,6 +28,22 @@ enum Command {
     Worker,
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
+    /// Run a stateful fake of the UChat Partner API (SANDBOX_* variables set faults).
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        bind: SocketAddr,
+    },
+    /// Start the service and the sandbox against the local Postgres, post a short signed
+    /// Stripe story, and print each partner call and the final sandbox state.
+    Demo {
+        /// Leave the service and sandbox up afterwards, with curl lines to try more.
+        #[arg(long)]
+        keep_running: bool,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        sandbox_bind: SocketAddr,
+    },
     /// Check a catalog file: every problem is printed with its line; exit 2 if any.
     CheckCatalog {
         /// The catalog to check [default: CATALOG_PATH, else catalog.toml].
@@ -55,7 +74,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    telemetry::init(log_format);
+    // The demo prints its own story; only warnings and errors log, unless RUST_LOG says.
+    let quiet = matches!(cli.command, Some(Command::Demo { .. }));
+    telemetry::init(log_format, if quiet { "warn" } else { "info" });
 
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => match Config::from_env() {
@@ -73,13 +94,34 @@ async fn main() -> ExitCode {
             }
         },
         Command::Migrate => migrate().await,
+        Command::Sandbox { bind } => match SandboxConfig::from_env() {
+            Ok(config) => run_sandbox(bind, config).await,
+            Err(problems) => {
+                for problem in problems {
+                    eprintln!("configuration error: {problem}");
+                }
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        },
+        Command::Demo {
+            keep_running,
+            bind,
+            sandbox_bind,
+        } => {
+            demo::run(DemoOptions {
+                bind,
+                sandbox_bind,
+                keep_running,
+            })
+            .await
+        }
         Command::CheckCatalog { path } => return check_catalog(path),
         Command::Plan { catalog, events } => return print_plan(&catalog, &events),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -99,6 +141,12 @@ async fn work(delivery: Delivery) -> anyhow::Result<()> {
     startup::shutdown_signal().await;
     let _ = stop.send(true);
     worker.await?;
+    Ok(())
+}
+
+async fn run_sandbox(bind: SocketAddr, config: SandboxConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    uchat_billing::sandbox::serve(listener, config, startup::shutdown_signal()).await?;
     Ok(())
 }
 
