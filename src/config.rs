@@ -44,6 +44,8 @@ Environment (also read from a .env file in the working directory):
   RETRY_BASE_SECS        Ceiling of the first retry wait; doubles each try [default: 150]
   RETRY_CAP_SECS         Longest retry wait [default: 86400]
   HELD_RETRY_SECS        Retry period of a call held for lack of partner credit [default: 900]
+  PROCESS_EVENTS         true: `serve` also applies events and delivers calls; false:
+                         intake only (another instance does the rest) [default: true]
   LOG_FORMAT             pretty | json [default: pretty]
   RUST_LOG               Log filter [default: info]";
 
@@ -63,8 +65,8 @@ pub struct Config {
     pub settle: Duration,
     /// Where and how to deliver partner calls; `None` without `UCHAT_API_TOKEN`.
     pub delivery: Option<Delivery>,
-    /// Run the event processor (and delivery, if configured) inside `serve`. Tests turn
-    /// it off to drive them themselves.
+    /// Run the event processor (and delivery, if configured) inside `serve`
+    /// (`PROCESS_EVENTS`). Tests turn it off to drive them themselves.
     pub background_work: bool,
 }
 
@@ -182,6 +184,15 @@ impl Config {
 
         let delivery = delivery(&get, &mut problems);
 
+        let background_work = match get("PROCESS_EVENTS").as_deref().map(str::trim) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(_) => {
+                problems.push("PROCESS_EVENTS must be `true` or `false`".to_owned());
+                true
+            }
+        };
+
         match catalog {
             Some(catalog) if problems.is_empty() => Ok(Config {
                 database_url: database_url(&get),
@@ -191,7 +202,7 @@ impl Config {
                 stripe_api,
                 settle,
                 delivery,
-                background_work: true,
+                background_work,
             }),
             _ => Err(ConfigErrors(problems)),
         }
