@@ -19,22 +19,24 @@ pub async fn append(
     }
     let kinds: Vec<&str> = calls.iter().map(Call::kind).collect();
     let bodies: Vec<Value> = calls.iter().map(Call::body).collect();
+    // The notification is delivered when the transaction commits.
     sqlx::query(
-        "INSERT INTO partner_calls (order_id, position, kind, body, event_id)
-         SELECT $1,
-                (SELECT COALESCE(max(position), 0) FROM partner_calls WHERE order_id = $1) + n,
-                kind, body, $4
-         FROM unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS planned(kind, body, n)",
+        "WITH queued AS (
+             INSERT INTO partner_calls (order_id, position, kind, body, event_id)
+             SELECT $1,
+                    (SELECT COALESCE(max(position), 0) FROM partner_calls WHERE order_id = $1) + n,
+                    kind, body, $4
+             FROM unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS planned(kind, body, n)
+             RETURNING 1
+         )
+         SELECT pg_notify('partner_calls', '') WHERE EXISTS (SELECT 1 FROM queued)",
     )
     .bind(order_id)
     .bind(&kinds)
     .bind(&bodies)
     .bind(event_id)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
-    sqlx::query("SELECT pg_notify('partner_calls', '')")
-        .execute(conn)
-        .await?;
     Ok(())
 }
 
@@ -174,6 +176,23 @@ impl Verdict {
             Verdict::Dead { .. } => "dead",
         }
     }
+
+    /// The call's next status.
+    fn status(&self) -> &'static str {
+        match self {
+            Verdict::Succeeded { .. } => "succeeded",
+            Verdict::Retry { .. } => "pending",
+            Verdict::Held { .. } => "held",
+            Verdict::Dead { .. } => "dead",
+        }
+    }
+
+    fn next_try_in(&self) -> Option<Duration> {
+        match self {
+            Verdict::Retry { delay } | Verdict::Held { delay, .. } => Some(*delay),
+            _ => None,
+        }
+    }
 }
 
 /// Records a try and moves the call on, in one transaction, if the lease is still this
@@ -185,106 +204,72 @@ pub async fn record(
     attempt: &AttemptRecord,
     verdict: &Verdict,
 ) -> Result<bool, sqlx::Error> {
+    let ran_as = match verdict {
+        Verdict::Succeeded { kind, .. } => *kind,
+        _ => None,
+    };
+    let last_error = match verdict {
+        Verdict::Succeeded { .. } => None,
+        Verdict::Retry { .. } => attempt.error.clone(),
+        Verdict::Held { reason, .. } | Verdict::Dead { reason } => Some(reason.clone()),
+    };
     let mut tx = pool.begin().await?;
-    let owned: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM partner_calls WHERE id = $1 AND lease_id = $2 AND status = 'running' FOR UPDATE",
+    // Fenced by the lease: a try that was superseded moves nothing, and is kept as such.
+    let owned: bool = sqlx::query_scalar(
+        "WITH moved AS (
+             UPDATE partner_calls SET
+                 status = $3,
+                 kind = COALESCE($4, kind),
+                 -- A hold spends no try: the partner can fix it by topping up credit.
+                 attempts = attempts - CASE WHEN $3 = 'held' THEN 1 ELSE 0 END,
+                 lease_id = NULL, lease_expires_at = NULL,
+                 next_attempt_at = COALESCE(now() + make_interval(secs => $5), next_attempt_at),
+                 finished_at = CASE WHEN $3 IN ('succeeded', 'dead') THEN now() END,
+                 held_since = CASE WHEN $3 = 'held' THEN COALESCE(held_since, now()) END,
+                 last_error = $6
+             WHERE id = $1 AND lease_id = $2 AND status = 'running'
+             RETURNING id
+         )
+         INSERT INTO attempts (call_id, attempt, started_at, duration_ms, http_status, response_excerpt, error, outcome)
+         SELECT $1, $7, $8, $9, $10, $11, $12,
+                CASE WHEN EXISTS (SELECT 1 FROM moved) THEN $13 ELSE 'superseded' END
+         RETURNING outcome <> 'superseded'",
     )
     .bind(call.id)
     .bind(call.lease_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let outcome = if owned.is_some() {
-        verdict.outcome()
-    } else {
-        "superseded"
-    };
-    sqlx::query(
-        "INSERT INTO attempts (call_id, attempt, started_at, duration_ms, http_status, response_excerpt, error, outcome)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(call.id)
+    .bind(verdict.status())
+    .bind(ran_as)
+    .bind(verdict.next_try_in().map(|delay| delay.as_secs_f64()))
+    .bind(last_error)
     .bind(call.attempt)
     .bind(attempt.started_at)
     .bind(i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX))
     .bind(attempt.http_status.map(i32::from))
     .bind(&attempt.response_excerpt)
     .bind(&attempt.error)
-    .bind(outcome)
-    .execute(&mut *tx)
+    .bind(verdict.outcome())
+    .fetch_one(&mut *tx)
     .await?;
-    if owned.is_none() {
-        tx.commit().await?;
-        return Ok(false);
-    }
 
-    match verdict {
-        Verdict::Succeeded {
-            workspace_id, kind, ..
-        } => {
-            sqlx::query(
-                "UPDATE partner_calls SET status = 'succeeded', kind = COALESCE($2, kind), finished_at = now(),
-                     lease_id = NULL, lease_expires_at = NULL, held_since = NULL, last_error = NULL
-                 WHERE id = $1",
-            )
-            .bind(call.id)
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(workspace_id) = workspace_id {
-                super::orders::set_workspace(&mut tx, call.order_id, *workspace_id).await?;
+    if owned {
+        match verdict {
+            Verdict::Succeeded { workspace_id, .. } => {
+                if let Some(workspace_id) = workspace_id {
+                    super::orders::set_workspace(&mut tx, call.order_id, *workspace_id).await?;
+                }
+                super::orders::unblock_if_clear(&mut tx, call.order_id).await?;
             }
-            super::orders::unblock_if_clear(&mut tx, call.order_id).await?;
-        }
-        Verdict::Retry { delay } => {
-            sqlx::query(
-                "UPDATE partner_calls SET status = 'pending', lease_id = NULL, lease_expires_at = NULL,
-                     next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-                 WHERE id = $1",
-            )
-            .bind(call.id)
-            .bind(delay.as_secs_f64())
-            .bind(&attempt.error)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Verdict::Held { delay, reason } => {
-            // A hold spends no try: the partner can fix it by topping up credit.
-            sqlx::query(
-                "UPDATE partner_calls SET status = 'held', attempts = attempts - 1, lease_id = NULL,
-                     lease_expires_at = NULL, next_attempt_at = now() + make_interval(secs => $2),
-                     held_since = COALESCE(held_since, now()), last_error = $3
-                 WHERE id = $1",
-            )
-            .bind(call.id)
-            .bind(delay.as_secs_f64())
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
-            super::orders::block(
-                &mut tx,
-                call.order_id,
-                &format!("{} held: {reason}", call.kind),
-            )
-            .await?;
-        }
-        Verdict::Dead { reason } => {
-            sqlx::query(
-                "UPDATE partner_calls SET status = 'dead', lease_id = NULL, lease_expires_at = NULL,
-                     finished_at = now(), last_error = $2
-                 WHERE id = $1",
-            )
-            .bind(call.id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
-            super::orders::block(
-                &mut tx,
-                call.order_id,
-                &format!("{} failed: {reason}", call.kind),
-            )
-            .await?;
+            Verdict::Retry { .. } => {}
+            Verdict::Held { reason, .. } => {
+                let reason = format!("{} held: {reason}", call.kind);
+                super::orders::block(&mut tx, call.order_id, &reason).await?;
+            }
+            Verdict::Dead { reason } => {
+                let reason = format!("{} failed: {reason}", call.kind);
+                super::orders::block(&mut tx, call.order_id, &reason).await?;
+            }
         }
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(owned)
 }

@@ -11,15 +11,12 @@ pub struct OrderRow {
 }
 
 /// Serializes work on the orders these keys lead to, until the transaction ends, so two
-/// processors never create two orders for one purchase. Keys are locked in sorted order,
-/// so two transactions never wait on each other in a cycle.
+/// processors never create two orders for one purchase (see `lock_order_keys`).
 pub async fn lock_keys(conn: &mut PgConnection, links: &[String]) -> Result<(), sqlx::Error> {
-    for link in links {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(link)
-            .execute(&mut *conn)
-            .await?;
-    }
+    sqlx::query("SELECT lock_order_keys($1)")
+        .bind(links)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

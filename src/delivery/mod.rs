@@ -22,6 +22,9 @@ pub use retry::RetryPolicy;
 use crate::db::calls::{self, AttemptRecord, ClaimedCall, Verdict};
 use crate::partner::{PartnerClient, PartnerError, Reply};
 
+/// How often a running worker takes back calls whose lease expired.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+
 /// The channel `partner_calls` inserts and operator retries notify.
 pub const WAKE_CHANNEL: &str = "partner_calls";
 
@@ -114,7 +117,15 @@ impl Worker {
         let listener = tokio::spawn(listen(self.db.clone(), self.wake.clone()));
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut in_flight = JoinSet::new();
+        let mut reclaimed_at: Option<Instant> = None;
         while !*stop.borrow() {
+            // Expired leases are rare: looking once a second is plenty.
+            if reclaimed_at.is_none_or(|at| at.elapsed() >= RECLAIM_EVERY) {
+                if let Err(error) = calls::reclaim_expired(&self.db).await {
+                    tracing::warn!(%error, "taking back expired leases failed; retrying");
+                }
+                reclaimed_at = Some(Instant::now());
+            }
             let free = permits.available_permits();
             let claimed = if free == 0 {
                 0
@@ -177,11 +188,7 @@ impl Worker {
         permits: &Arc<Semaphore>,
         in_flight: &mut JoinSet<()>,
     ) -> usize {
-        let claimed = match calls::reclaim_expired(&self.db).await {
-            Ok(_) => calls::claim(&self.db, free as i64, self.settings.lease).await,
-            Err(error) => Err(error),
-        };
-        let claimed = match claimed {
+        let claimed = match calls::claim(&self.db, free as i64, self.settings.lease).await {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(%error, "claiming partner calls failed; retrying");
