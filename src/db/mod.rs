@@ -30,6 +30,15 @@ pub async fn prepare(database_url: &str, pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes the transaction refuse every write, so a read-only operation (a dry run) cannot
+/// change anything, whatever the code inside it does.
+pub async fn read_only(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Whether the error means the database could not be reached, as opposed to a query
 /// that failed: the caller should answer "try again later".
 pub fn is_unavailable(error: &sqlx::Error) -> bool {

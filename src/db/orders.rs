@@ -23,19 +23,30 @@ pub async fn lock_keys(conn: &mut PgConnection, links: &[String]) -> Result<(), 
     Ok(())
 }
 
-/// The order one of these keys leads to, locked for update; the oldest if several do.
+/// The order one of these keys leads to: the oldest if several do.
+const FIND_BY_LINKS: &str = "SELECT o.id, o.facts, o.provisioned FROM orders o
+     WHERE o.id = (SELECT min(order_id) FROM order_links WHERE stripe_key = ANY($1))";
+
+/// The order these keys lead to, locked for update.
 pub async fn find_for_update(
     conn: &mut PgConnection,
     links: &[String],
 ) -> Result<Option<OrderRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT o.id, o.facts, o.provisioned FROM orders o
-         WHERE o.id = (SELECT min(order_id) FROM order_links WHERE stripe_key = ANY($1))
-         FOR UPDATE",
-    )
-    .bind(links)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as(&format!("{FIND_BY_LINKS} FOR UPDATE"))
+        .bind(links)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The order these keys lead to, unlocked: for reads that change nothing.
+pub async fn find(
+    conn: &mut PgConnection,
+    links: &[String],
+) -> Result<Option<OrderRow>, sqlx::Error> {
+    sqlx::query_as(FIND_BY_LINKS)
+        .bind(links)
+        .fetch_optional(conn)
+        .await
 }
 
 pub async fn insert(conn: &mut PgConnection) -> Result<OrderRow, sqlx::Error> {
@@ -61,15 +72,16 @@ pub async fn link(
     Ok(())
 }
 
-/// A workspace already provisioned for this customer by another order.
+/// A workspace already provisioned for this customer by another order than `except_order`
+/// (`None` for an order not stored yet).
 pub async fn customer_workspace(
     conn: &mut PgConnection,
     customer: &str,
-    except_order: i64,
+    except_order: Option<i64>,
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT workspace_id FROM orders
-         WHERE stripe_customer = $1 AND id <> $2 AND workspace_id IS NOT NULL
+         WHERE stripe_customer = $1 AND id IS DISTINCT FROM $2 AND workspace_id IS NOT NULL
          ORDER BY id LIMIT 1",
     )
     .bind(customer)
