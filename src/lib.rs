@@ -5,6 +5,7 @@ pub mod db;
 pub mod domain;
 pub mod dry_run;
 pub mod http;
+pub mod metrics;
 pub mod partner;
 pub mod plan;
 pub mod processor;

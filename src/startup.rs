@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -9,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::processor::Processor;
 
 /// Connections the service keeps; intake holds one only for a single INSERT.
@@ -45,6 +47,7 @@ impl Application {
         let state = AppState {
             db,
             webhook_secrets: config.webhook_secrets.clone().into(),
+            metrics: Arc::new(Metrics::default()),
         };
         Ok(Application {
             listener,
@@ -58,6 +61,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The process's metrics, for the workers that record into them.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
     }
 
     /// The event processor this application runs, for tests and commands that drive it.

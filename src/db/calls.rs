@@ -1,7 +1,7 @@
 //! Partner calls: the planned work of an order, in order.
 
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{FromRow, PgConnection, PgPool};
 
 use crate::plan::Call;
 
@@ -34,4 +34,30 @@ pub async fn append(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The delivery backlog: what is waiting and what is stuck.
+#[derive(Debug, FromRow)]
+pub struct Backlog {
+    /// Pending or held calls whose next attempt is due.
+    pub due: i64,
+    /// How long the longest-waiting due call has been due; `null` when none is.
+    pub oldest_due_age_seconds: Option<f64>,
+    pub held: i64,
+    pub dead: i64,
+}
+
+pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE due) AS due,
+                extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE due))::float8
+                    AS oldest_due_age_seconds,
+                count(*) FILTER (WHERE status = 'held') AS held,
+                count(*) FILTER (WHERE status = 'dead') AS dead
+         FROM (SELECT status, next_attempt_at,
+                      status IN ('pending', 'held') AND next_attempt_at <= now() AS due
+               FROM partner_calls) c",
+    )
+    .fetch_one(pool)
+    .await
 }

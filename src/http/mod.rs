@@ -5,6 +5,7 @@ mod health;
 mod webhook;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::Request;
@@ -18,6 +19,7 @@ use tracing::Level;
 
 pub use error::ApiError;
 
+use crate::metrics::Metrics;
 use crate::secret::Secret;
 
 /// Stripe events are a few KiB; anything near this is not one.
@@ -26,7 +28,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
-    pub webhook_secrets: std::sync::Arc<[Secret]>,
+    pub webhook_secrets: Arc<[Secret]>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
