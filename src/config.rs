@@ -32,6 +32,9 @@ Environment (also read from a .env file in the working directory):
   STRIPE_API_BASE        [default: https://api.stripe.com]
   EVENT_SETTLE_MS        How long an event rests before it is applied, so siblings sent
                          together apply in Stripe's order [default: 1000]
+  ADMIN_TOKEN            Bearer token for the operator API (/admin/...) and /metrics;
+                         unset, those routes answer 503 \"admin disabled\"
+  METRICS_PUBLIC         true: serve /metrics without the admin token [default: false]
   LOG_FORMAT             pretty | json [default: pretty]
   RUST_LOG               Log filter [default: info]";
 
@@ -49,6 +52,10 @@ pub struct Config {
     pub catalog: Arc<Catalog>,
     pub stripe_api: Option<StripeApi>,
     pub settle: Duration,
+    /// The operator API's bearer token; `None` turns the operator API off.
+    pub admin_token: Option<Secret>,
+    /// Serve `/metrics` to anyone, for a scraper that cannot send a token.
+    pub metrics_public: bool,
     /// Run the event processor inside `serve`. Tests turn it off to drive it themselves.
     pub background_work: bool,
 }
@@ -138,6 +145,17 @@ impl Config {
             }
         };
 
+        let admin_token = get("ADMIN_TOKEN").map(|token| Secret::new(token.trim()));
+
+        let metrics_public = match get("METRICS_PUBLIC").as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                problems.push("METRICS_PUBLIC must be `true` or `false`".to_owned());
+                false
+            }
+        };
+
         match catalog {
             Some(catalog) if problems.is_empty() => Ok(Config {
                 database_url: database_url(&get),
@@ -146,6 +164,8 @@ impl Config {
                 catalog: Arc::new(catalog),
                 stripe_api,
                 settle,
+                admin_token,
+                metrics_public,
                 background_work: true,
             }),
             _ => Err(ConfigErrors(problems)),
@@ -199,6 +219,27 @@ mod tests {
         assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(config.bind_addr.to_string(), DEFAULT_BIND_ADDR);
         assert_eq!(config.webhook_secrets, vec![Secret::new("whsec_abc")]);
+        assert_eq!(config.admin_token, None);
+        assert!(!config.metrics_public);
+    }
+
+    #[test]
+    fn the_admin_token_and_public_metrics_are_read() {
+        let config = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("ADMIN_TOKEN", " s3cret "),
+            ("METRICS_PUBLIC", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(config.admin_token, Some(Secret::new("s3cret")));
+        assert!(config.metrics_public);
+
+        let errors = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("METRICS_PUBLIC", "yes"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors.0, vec!["METRICS_PUBLIC must be `true` or `false`"]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use uchat_billing::startup::Application;
 use uchat_billing::stripe::signature;
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_primary";
+pub const ADMIN_TOKEN: &str = "admin-test-token";
 
 /// Where the tests find Postgres; each test gets a database of its own there.
 fn server_url() -> String {
@@ -75,6 +76,8 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         catalog: Arc::new(test_catalog()),
         stripe_api: None,
         settle: Duration::ZERO,
+        admin_token: Some(Secret::new(ADMIN_TOKEN)),
+        metrics_public: false,
         background_work: false,
     }
 }
