@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::plan::{self, Call, Catalog, Facts, OrderStatus, Plan, Provisioned};
 use crate::stripe::decode::{self, Event};
@@ -17,7 +18,7 @@ pub struct PlannedStep {
 }
 
 /// The calls an event would queue and the state it would leave its order in.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct Effect {
     pub calls: Vec<PlannedCall>,
     /// The order's status afterwards.
@@ -27,15 +28,16 @@ pub struct Effect {
 }
 
 /// A call as it would be queued: the partner endpoint's kind and its JSON body.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct PlannedCall {
+    #[schema(example = "change-plan")]
     pub kind: &'static str,
     /// The request body; `null` for calls without one.
     pub body: Value,
 }
 
 /// What one event would do to the order it belongs to, as that order stands now.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct DryRun {
     /// The order the event belongs to; `null` when it would start a new one.
     pub order_id: Option<i64>,

@@ -38,6 +38,11 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
+        if config.admin_token.is_none() {
+            tracing::warn!(
+                "ADMIN_TOKEN is not set: admin disabled (/admin/... and /metrics answer 503)"
+            );
+        }
         let processor = Processor::new(
             db.clone(),
             config.catalog.clone(),
@@ -47,7 +52,10 @@ impl Application {
         let state = AppState {
             db,
             webhook_secrets: config.webhook_secrets.clone().into(),
+            admin_token: config.admin_token.clone(),
+            metrics_public: config.metrics_public,
             metrics: Arc::new(Metrics::default()),
+            processor: processor.clone(),
         };
         Ok(Application {
             listener,

@@ -3,6 +3,7 @@
 pub mod calls;
 pub mod events;
 pub mod orders;
+pub mod stats;
 
 use std::time::Duration;
 
@@ -28,6 +29,14 @@ pub async fn prepare(database_url: &str, pool: &PgPool) -> anyhow::Result<()> {
     }
     sqlx::migrate!("./migrations").run(pool).await?;
     Ok(())
+}
+
+/// An operator's change to a row: made, or refused with the reason its state gives.
+#[derive(Debug)]
+pub enum Change<T> {
+    Made(T),
+    NotFound,
+    Refused(String),
 }
 
 /// Makes the transaction refuse every write, so a read-only operation (a dry run) cannot

@@ -1,7 +1,10 @@
 //! Orders: found through any Stripe id that leads to them, locked while an event applies.
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, PgPool};
+use utoipa::ToSchema;
 
 #[derive(Debug, FromRow)]
 pub struct OrderRow {
@@ -121,4 +124,91 @@ pub async fn update(conn: &mut PgConnection, order: OrderUpdate<'_>) -> Result<(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// An order as operators see it in a list.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct OrderSummary {
+    pub id: i64,
+    #[schema(value_type = crate::plan::OrderStatus)]
+    pub status: String,
+    /// Why the order needs an operator, when it does.
+    pub attention: Option<String>,
+    /// The status to return to once no call of the order is dead or held.
+    #[schema(value_type = Option<crate::plan::OrderStatus>)]
+    pub blocked_status: Option<String>,
+    /// The Stripe customer id.
+    pub customer: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub workspace_id: Option<i64>,
+    /// Every Stripe id that leads to the order, with its kind: `sub:`, `cs:`, `pi:`,
+    /// `in:` or `ch:` and the id.
+    #[schema(example = json!(["cs:cs_test_123", "sub:sub_123"]))]
+    pub stripe_ids: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An order with what Stripe told us about it and what it has provisioned.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct OrderRecord {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub summary: OrderSummary,
+    /// What Stripe told us, folded from every event applied.
+    pub facts: Value,
+    /// What the order has set up in UChat, as far as its planned calls go.
+    pub provisioned: Value,
+}
+
+const SUMMARY_COLUMNS: &str = "o.id, o.status, o.attention, o.blocked_status,
+     o.stripe_customer AS customer, o.email, o.name, o.workspace_id,
+     ARRAY(SELECT l.stripe_key FROM order_links l WHERE l.order_id = o.id ORDER BY l.stripe_key)
+         AS stripe_ids,
+     o.created_at, o.updated_at";
+
+/// Which orders a list shows; `None` matches any.
+#[derive(Debug, Default)]
+pub struct OrderFilter<'a> {
+    pub status: Option<&'a str>,
+    /// Matched without regard to case.
+    pub email: Option<&'a str>,
+    pub customer: Option<&'a str>,
+    pub workspace_id: Option<i64>,
+}
+
+/// Orders, newest first, `before` an order id (the previous page's last), at most `limit`.
+pub async fn list(
+    pool: &PgPool,
+    filter: &OrderFilter<'_>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<OrderSummary>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM orders o
+         WHERE ($1::text IS NULL OR o.status = $1)
+           AND ($2::text IS NULL OR lower(o.email) = lower($2))
+           AND ($3::text IS NULL OR o.stripe_customer = $3)
+           AND ($4::bigint IS NULL OR o.workspace_id = $4)
+           AND ($5::bigint IS NULL OR o.id < $5)
+         ORDER BY o.id DESC LIMIT $6"
+    ))
+    .bind(filter.status)
+    .bind(filter.email)
+    .bind(filter.customer)
+    .bind(filter.workspace_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> Result<Option<OrderRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS}, o.facts, o.provisioned FROM orders o WHERE o.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }

@@ -1,6 +1,9 @@
 //! Routes and the HTTP server. Handlers stay thin: they parse, call one thing, answer.
 
+mod admin;
+mod auth;
 mod error;
+mod extract;
 mod health;
 mod webhook;
 
@@ -17,9 +20,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use admin::openapi;
 pub use error::ApiError;
 
 use crate::metrics::Metrics;
+use crate::processor::Processor;
 use crate::secret::Secret;
 
 /// Stripe events are a few KiB; anything near this is not one.
@@ -29,7 +34,12 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub db: PgPool,
     pub webhook_secrets: Arc<[Secret]>,
+    /// `None`: the operator API answers 503 "admin disabled".
+    pub admin_token: Option<Secret>,
+    pub metrics_public: bool,
     pub metrics: Arc<Metrics>,
+    /// For dry runs: the processor's own reads and planning.
+    pub processor: Processor,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -57,11 +67,22 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/stripe", post(webhook::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(admin::router(&state))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(trace)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
