@@ -4,6 +4,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY migrations migrations
+COPY catalog.example.toml ./
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::delivery::{DeliverySettings, RetryPolicy};
+use crate::partner::{PartnerClient, Token};
 use crate::plan::Catalog;
 use crate::secret::Secret;
 use crate::stripe::api::{self, StripeApi};
@@ -16,6 +18,7 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/uchat
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_CATALOG_PATH: &str = "catalog.toml";
 pub const DEFAULT_SETTLE_MS: u64 = 1000;
+pub const DEFAULT_UCHAT_API_BASE: &str = "https://www.uchat.com.au/api";
 
 /// The variables `--help` lists, with what each is for.
 pub const ENVIRONMENT_HELP: &str = "\
@@ -32,6 +35,17 @@ Environment (also read from a .env file in the working directory):
   STRIPE_API_BASE        [default: https://api.stripe.com]
   EVENT_SETTLE_MS        How long an event rests before it is applied, so siblings sent
                          together apply in Stripe's order [default: 1000]
+  UCHAT_API_BASE         UChat Partner API [default: https://www.uchat.com.au/api]
+  UCHAT_API_TOKEN        Partner API token. Required to deliver (`worker`); without it
+                         `serve` stores and plans but does not deliver.
+  UCHAT_TIMEOUT_SECS     Timeout of one partner request [default: 15]
+  DELIVERY_CONCURRENCY   Partner calls in flight per process [default: 8]
+  RETRY_MAX_ATTEMPTS     Tries of a failing call before it is dead [default: 12]
+  RETRY_BASE_SECS        Ceiling of the first retry wait; doubles each try [default: 150]
+  RETRY_CAP_SECS         Longest retry wait [default: 86400]
+  HELD_RETRY_SECS        Retry period of a call held for lack of partner credit [default: 900]
+  PROCESS_EVENTS         true: `serve` also applies events and delivers calls; false:
+                         intake only (another instance does the rest) [default: true]
   ADMIN_TOKEN            Bearer token for the operator API (/admin/...) and /metrics;
                          unset, those routes answer 503 \"admin disabled\"
   METRICS_PUBLIC         true: serve /metrics without the admin token [default: false]
@@ -52,12 +66,42 @@ pub struct Config {
     pub catalog: Arc<Catalog>,
     pub stripe_api: Option<StripeApi>,
     pub settle: Duration,
+    /// Where and how to deliver partner calls; `None` without `UCHAT_API_TOKEN`.
+    pub delivery: Option<Delivery>,
     /// The operator API's bearer token; `None` turns the operator API off.
     pub admin_token: Option<Secret>,
     /// Serve `/metrics` to anyone, for a scraper that cannot send a token.
     pub metrics_public: bool,
-    /// Run the event processor inside `serve`. Tests turn it off to drive it themselves.
+    /// Run the event processor (and delivery, if configured) inside `serve`
+    /// (`PROCESS_EVENTS`). Tests turn it off to drive them themselves.
     pub background_work: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub partner: PartnerClient,
+    pub settings: DeliverySettings,
+}
+
+impl Delivery {
+    /// The delivery settings of the `worker` command, which cannot run without a token.
+    pub fn from_env() -> Result<Delivery, ConfigErrors> {
+        Delivery::from_lookup(var)
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Delivery, ConfigErrors> {
+        let mut problems = Vec::new();
+        if get("UCHAT_API_TOKEN").is_none() {
+            problems.push("UCHAT_API_TOKEN is required to deliver partner calls".to_owned());
+        }
+        if let Err(problem) = log_format(&get) {
+            problems.push(problem);
+        }
+        match delivery(&get, &mut problems) {
+            Some(delivery) if problems.is_empty() => Ok(delivery),
+            _ => Err(ConfigErrors(problems)),
+        }
+    }
 }
 
 /// All the problems found in the environment.
@@ -145,16 +189,10 @@ impl Config {
             }
         };
 
+        let delivery = delivery(&get, &mut problems);
+        let background_work = flag(&get, "PROCESS_EVENTS", true, &mut problems);
         let admin_token = get("ADMIN_TOKEN").map(|token| Secret::new(token.trim()));
-
-        let metrics_public = match get("METRICS_PUBLIC").as_deref().map(str::trim) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => {
-                problems.push("METRICS_PUBLIC must be `true` or `false`".to_owned());
-                false
-            }
-        };
+        let metrics_public = flag(&get, "METRICS_PUBLIC", false, &mut problems);
 
         match catalog {
             Some(catalog) if problems.is_empty() => Ok(Config {
@@ -164,11 +202,101 @@ impl Config {
                 catalog: Arc::new(catalog),
                 stripe_api,
                 settle,
+                delivery,
                 admin_token,
                 metrics_public,
-                background_work: true,
+                background_work,
             }),
             _ => Err(ConfigErrors(problems)),
+        }
+    }
+}
+
+/// Reads `true` or `false`; anything else is reported and the default used meanwhile.
+fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: bool,
+    problems: &mut Vec<String>,
+) -> bool {
+    match get(name).as_deref().map(str::trim) {
+        None => default,
+        Some("true") => true,
+        Some("false") => false,
+        Some(_) => {
+            problems.push(format!("{name} must be `true` or `false`"));
+            default
+        }
+    }
+}
+
+/// Reads a number; a bad value is reported and the default used meanwhile.
+fn number<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    valid: impl Fn(&T) -> bool,
+    problems: &mut Vec<String>,
+) -> T {
+    match get(name).map(|value| value.trim().parse::<T>()) {
+        None => default,
+        Some(Ok(value)) if valid(&value) => value,
+        Some(_) => {
+            problems.push(format!("{name} must be a positive whole number"));
+            default
+        }
+    }
+}
+
+fn delivery(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> Option<Delivery> {
+    let positive = |n: &u64| *n > 0;
+    let timeout = Duration::from_secs(number(get, "UCHAT_TIMEOUT_SECS", 15, positive, problems));
+    let mut settings = DeliverySettings::for_timeout(timeout);
+    settings.concurrency = number(
+        get,
+        "DELIVERY_CONCURRENCY",
+        settings.concurrency,
+        |n| *n > 0,
+        problems,
+    );
+    settings.retry = RetryPolicy {
+        max_attempts: number(
+            get,
+            "RETRY_MAX_ATTEMPTS",
+            settings.retry.max_attempts,
+            |n| *n > 0,
+            problems,
+        ),
+        base: Duration::from_secs(number(
+            get,
+            "RETRY_BASE_SECS",
+            settings.retry.base.as_secs(),
+            positive,
+            problems,
+        )),
+        cap: Duration::from_secs(number(
+            get,
+            "RETRY_CAP_SECS",
+            settings.retry.cap.as_secs(),
+            positive,
+            problems,
+        )),
+    };
+    settings.held_retry = Duration::from_secs(number(
+        get,
+        "HELD_RETRY_SECS",
+        settings.held_retry.as_secs(),
+        positive,
+        problems,
+    ));
+
+    let token = get("UCHAT_API_TOKEN")?;
+    let base = get("UCHAT_API_BASE").unwrap_or_else(|| DEFAULT_UCHAT_API_BASE.to_owned());
+    match PartnerClient::new(base.trim(), Token::new(token.trim()), timeout) {
+        Ok(partner) => Some(Delivery { partner, settings }),
+        Err(error) => {
+            problems.push(format!("UCHAT_API_BASE / UCHAT_API_TOKEN: {error}"));
+            None
         }
     }
 }

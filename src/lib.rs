@@ -2,6 +2,8 @@
 
 pub mod config;
 pub mod db;
+pub mod delivery;
+pub mod demo;
 pub mod domain;
 pub mod dry_run;
 pub mod http;

@@ -1,9 +1,13 @@
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use uchat_billing::config::{self, Config};
+use uchat_billing::config::{self, Config, Delivery};
+use uchat_billing::delivery::Worker;
+use uchat_billing::demo::{self, DemoOptions};
 use uchat_billing::plan::Catalog;
+use uchat_billing::sandbox::SandboxConfig;
 use uchat_billing::startup::{self, Application};
 use uchat_billing::{db, dry_run, telemetry};
 
@@ -19,8 +23,27 @@ struct Cli {
 enum Command {
     /// Run the HTTP service: Stripe webhooks in, stored durably (the default).
     Serve,
+    /// Deliver partner calls only, without the HTTP service: run as many as you like
+    /// against one database, so delivery scales apart from intake.
+    Worker,
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
+    /// Run a stateful fake of the UChat Partner API (SANDBOX_* variables set faults).
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        bind: SocketAddr,
+    },
+    /// Start the service and the sandbox against the local Postgres, post a short signed
+    /// Stripe story, and print each partner call and the final sandbox state.
+    Demo {
+        /// Leave the service and sandbox up afterwards, with curl lines to try more.
+        #[arg(long)]
+        keep_running: bool,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        sandbox_bind: SocketAddr,
+    },
     /// Check a catalog file: every problem is printed with its line; exit 2 if any.
     CheckCatalog {
         /// The catalog to check [default: CATALOG_PATH, else catalog.toml].
@@ -51,7 +74,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    telemetry::init(log_format);
+    // The demo prints its own story; only warnings and errors log, unless RUST_LOG says.
+    let quiet = matches!(cli.command, Some(Command::Demo { .. }));
+    telemetry::init(log_format, if quiet { "warn" } else { "info" });
 
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => match Config::from_env() {
@@ -61,14 +86,42 @@ async fn main() -> ExitCode {
                 return ExitCode::from(CONFIG_ERROR);
             }
         },
+        Command::Worker => match Delivery::from_env() {
+            Ok(delivery) => work(delivery).await,
+            Err(problems) => {
+                eprint!("{problems}");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        },
         Command::Migrate => migrate().await,
+        Command::Sandbox { bind } => match SandboxConfig::from_env() {
+            Ok(config) => run_sandbox(bind, config).await,
+            Err(problems) => {
+                for problem in problems {
+                    eprintln!("configuration error: {problem}");
+                }
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        },
+        Command::Demo {
+            keep_running,
+            bind,
+            sandbox_bind,
+        } => {
+            demo::run(DemoOptions {
+                bind,
+                sandbox_bind,
+                keep_running,
+            })
+            .await
+        }
         Command::CheckCatalog { path } => return check_catalog(path),
         Command::Plan { catalog, events } => return print_plan(&catalog, &events),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -77,6 +130,24 @@ async fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(&config).await?;
     app.run(startup::shutdown_signal()).await
+}
+
+async fn work(delivery: Delivery) -> anyhow::Result<()> {
+    let url = config::database_url(&config::var);
+    let pool = db::pool(&url, delivery.settings.concurrency as u32 + 2)?;
+    db::prepare(&url, &pool).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(Worker::new(pool, delivery.partner, delivery.settings).run(stopped));
+    startup::shutdown_signal().await;
+    let _ = stop.send(true);
+    worker.await?;
+    Ok(())
+}
+
+async fn run_sandbox(bind: SocketAddr, config: SandboxConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    uchat_billing::sandbox::serve(listener, config, startup::shutdown_signal()).await?;
+    Ok(())
 }
 
 async fn migrate() -> anyhow::Result<()> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
 
 use crate::db;
 use crate::db::events::{ClaimedEvent, Outcome};
@@ -21,7 +22,8 @@ use crate::stripe::decode::{self, Event};
 
 /// Longest wait between tries of an event whose Stripe API read failed.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
-/// How often an idle processor looks for settled events.
+/// How often an idle processor looks for settled events it was not told about (stored by
+/// another process, or waiting out the settle delay).
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
@@ -30,6 +32,8 @@ pub struct Processor {
     catalog: Arc<Catalog>,
     stripe: Option<StripeApi>,
     settle: Duration,
+    /// Rung by intake in this process when it stores an event.
+    arrivals: Arc<Notify>,
 }
 
 /// What one step did.
@@ -80,7 +84,13 @@ impl Processor {
             catalog,
             stripe,
             settle,
+            arrivals: Arc::new(Notify::new()),
         }
+    }
+
+    /// Ring it when an event is stored: an idle processor then looks at once.
+    pub fn arrivals(&self) -> Arc<Notify> {
+        self.arrivals.clone()
     }
 
     /// Processes events until told to stop; database outages are waited out.
@@ -100,6 +110,7 @@ impl Processor {
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
+                _ = self.arrivals.notified() => {}
                 _ = stop.changed() => {}
             }
         }

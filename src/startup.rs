@@ -9,17 +9,21 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::delivery::Worker;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::processor::Processor;
 
 /// Connections the service keeps; intake holds one only for a single INSERT.
 const POOL_SIZE: u32 = 10;
+/// Events applied at once. An order's events still apply one at a time, in order.
+const PROCESSOR_LOOPS: usize = 4;
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     processor: Processor,
+    worker: Option<Worker>,
     background_work: bool,
 }
 
@@ -49,9 +53,17 @@ impl Application {
             config.stripe_api.clone(),
             config.settle,
         );
+        let worker = config.delivery.as_ref().map(|delivery| {
+            Worker::new(
+                db.clone(),
+                delivery.partner.clone(),
+                delivery.settings.clone(),
+            )
+        });
         let state = AppState {
             db,
             webhook_secrets: config.webhook_secrets.clone().into(),
+            events_arrived: processor.arrivals(),
             admin_token: config.admin_token.clone(),
             metrics_public: config.metrics_public,
             metrics: Arc::new(Metrics::default()),
@@ -61,6 +73,7 @@ impl Application {
             listener,
             state,
             processor,
+            worker,
             background_work: config.background_work,
         })
     }
@@ -81,6 +94,11 @@ impl Application {
         self.processor.clone()
     }
 
+    /// The delivery worker, when partner delivery is configured.
+    pub fn worker(&self) -> Option<Worker> {
+        self.worker.clone()
+    }
+
     /// Serves HTTP (and runs the background work) until `shutdown` resolves, then lets
     /// in-flight requests and the current event finish.
     pub async fn run(
@@ -89,14 +107,23 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "listening");
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let background = self
-            .background_work
-            .then(|| tokio::spawn(self.processor.run(stopped)));
+        let mut background = tokio::task::JoinSet::new();
+        if self.background_work {
+            for _ in 0..PROCESSOR_LOOPS {
+                background.spawn(self.processor.clone().run(stopped.clone()));
+            }
+            match self.worker {
+                Some(worker) => {
+                    background.spawn(worker.run(stopped));
+                }
+                None => tracing::warn!(
+                    "UCHAT_API_TOKEN is not set: partner calls are planned but not delivered"
+                ),
+            }
+        }
         let served = http::serve(self.listener, http::router(self.state), shutdown).await;
         let _ = stop.send(true);
-        if let Some(background) = background {
-            background.await?;
-        }
+        while background.join_next().await.is_some() {}
         served?;
         tracing::info!("stopped");
         Ok(())

@@ -179,3 +179,68 @@ fn plan_prints_the_calls_of_events_from_an_empty_start() {
         serde_json::json!({"plan": "business", "auto_renew": "yes"})
     );
 }
+
+#[tokio::test]
+async fn the_demo_runs_the_story_to_the_expected_sandbox_state() {
+    let database = common::fresh_database().await;
+    let output = command()
+        .args([
+            "demo",
+            "--bind",
+            "127.0.0.1:0",
+            "--sandbox-bind",
+            "127.0.0.1:0",
+        ])
+        .env("DATABASE_URL", &database.url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for step in [
+        "1. ",
+        "2. ",
+        "3. ",
+        "4. ",
+        "-> create",
+        "-> topup-points",
+        "-> disable-auto-renew",
+    ] {
+        assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
+    }
+    let state = stdout
+        .split("Final sandbox state:")
+        .nth(1)
+        .expect("the final state is printed");
+    let state: serde_json::Value = serde_json::from_str(state.trim()).unwrap();
+    let workspaces = state["workspaces"].as_array().unwrap();
+    assert_eq!(workspaces.len(), 1);
+    let workspace = &workspaces[0];
+    assert_eq!(workspace["plan"], "business_plus");
+    assert_eq!(workspace["points"], 1000.0);
+    assert_eq!(workspace["is_paused"], true);
+    assert_eq!(workspace["auto_renew"], false);
+}
+
+#[test]
+fn the_demo_names_the_command_that_starts_postgres_when_it_is_down() {
+    let output = command()
+        .args([
+            "demo",
+            "--bind",
+            "127.0.0.1:0",
+            "--sandbox-bind",
+            "127.0.0.1:0",
+        ])
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("Postgres is not reachable"), "{stderr}");
+    assert!(stderr.contains("docker compose up -d postgres"), "{stderr}");
+    assert!(stderr.contains("pg_ctlcluster"), "{stderr}");
+}

@@ -107,9 +107,13 @@ pub struct OrderUpdate<'a> {
 
 pub async fn update(conn: &mut PgConnection, order: OrderUpdate<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
+        // While delivery blocks the order, its planned status waits in `blocked_status`.
         "UPDATE orders SET stripe_customer = $2, email = $3, name = $4,
              workspace_id = COALESCE(workspace_id, $5), facts = $6, provisioned = $7,
-             status = $8, attention = $9, updated_at = now()
+             status = CASE WHEN blocked_status IS NULL THEN $8 ELSE status END,
+             blocked_status = CASE WHEN blocked_status IS NULL THEN NULL ELSE $8 END,
+             attention = CASE WHEN blocked_status IS NULL THEN $9 ELSE attention END,
+             updated_at = now()
          WHERE id = $1",
     )
     .bind(order.id)
@@ -123,6 +127,65 @@ pub async fn update(conn: &mut PgConnection, order: OrderUpdate<'_>) -> Result<(
     .bind(order.attention)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// The workspace a create returned: later calls of the order go to it.
+pub async fn set_workspace(
+    conn: &mut PgConnection,
+    order_id: i64,
+    workspace_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET workspace_id = $2,
+             provisioned = jsonb_set(provisioned, '{workspace}', jsonb_build_object('known', $2::bigint)),
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(workspace_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Delivery is stuck (a dead or held call): the order needs an operator, with the reason.
+pub async fn block(
+    conn: &mut PgConnection,
+    order_id: i64,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET blocked_status = COALESCE(blocked_status, status), status = 'needs_attention',
+             attention = $2, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Once no call of the order is dead or held, it shows its planned status again.
+pub async fn unblock_if_clear(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET status = blocked_status, blocked_status = NULL, attention = NULL, updated_at = now()
+         WHERE id = $1 AND blocked_status IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM partner_calls WHERE order_id = $1 AND status IN ('dead', 'held'))",
+    )
+    .bind(order_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks the order's row until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE")
+        .bind(order_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

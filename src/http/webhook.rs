@@ -42,6 +42,9 @@ pub async fn receive(
         .metrics
         .record_webhook(&event.event_type, outcome, started.elapsed());
     let new = stored?;
+    if new && acted_on {
+        state.events_arrived.notify_one();
+    }
     tracing::info!(
         event_id = %event.id,
         event_type = %event.event_type,

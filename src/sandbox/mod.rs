@@ -22,7 +22,8 @@
 //!   add-on refunds nothing.
 //! - Owner emails are compared case-insensitively.
 //! - `GET /sandbox/state` (no token, no faults, not logged) shows everything.
-//! - Faults ([`Faults`]) apply to every other request, after it is logged.
+//! - Faults ([`Faults`]) apply to every other request, after it is logged: latency to
+//!   all, failures and timeouts to writes (POST, DELETE) only.
 
 mod faults;
 mod fields;
@@ -360,9 +361,17 @@ async fn record_request(
 
 async fn inject_faults(State(h): Sandbox, request: Request, next: Next) -> Response {
     let faults = h.faults();
+    // Latency slows every request; failures hit only writes, so a client can always
+    // look at the state to find out whether a failed write took effect.
+    let reads_only = request.method() == axum::http::Method::GET;
     let (latency, outcome) = {
         let mut rng = rand::thread_rng();
-        (faults.latency(&mut rng), faults.draw(&mut rng))
+        let outcome = if reads_only {
+            Outcome::Answer
+        } else {
+            faults.draw(&mut rng)
+        };
+        (faults.latency(&mut rng), outcome)
     };
     h.sleep(latency).await;
     let hold = Duration::from_millis(faults.timeout_ms);

@@ -735,10 +735,21 @@ async fn timeout_applies_nothing_and_ends_in_504() {
     assert!(result.unwrap_err().is_timeout());
 
     let started = Instant::now();
-    let (status, body) = api.get("/partner/plans").await;
+    let response = api
+        .request(Method::POST, "/partner/workspace/create")
+        .json(&create_body("bob@example.com", "Bob"))
+        .send()
+        .await
+        .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!((status, body), (504, error("sandbox: injected timeout")));
+    assert_eq!(response.status().as_u16(), 504);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        error("sandbox: injected timeout")
+    );
     assert_eq!(api.state().await["workspaces"], json!([]));
+    // Reads are never faulted: a client can always look.
+    assert_eq!(api.get("/partner/plans").await.0, 200);
 }
 
 #[tokio::test]
@@ -757,7 +768,10 @@ async fn latency_delays_every_answer() {
 #[tokio::test]
 async fn serve_ends_held_requests_on_shutdown() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/partner/plans", listener.local_addr().unwrap());
+    let url = format!(
+        "http://{}/partner/workspace/create",
+        listener.local_addr().unwrap()
+    );
     let config = SandboxConfig {
         faults: Faults {
             timeout_rate: 1.0,
@@ -771,7 +785,8 @@ async fn serve_ends_held_requests_on_shutdown() {
     }));
     let held = tokio::spawn(async move {
         let response = Client::new()
-            .get(url)
+            .post(url)
+            .json(&create_body("ann@example.com", "Ann"))
             .bearer_auth(DEFAULT_TOKEN)
             .send()
             .await

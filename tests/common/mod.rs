@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection, PgPool};
-use uchat_billing::config::Config;
+use uchat_billing::config::{Config, Delivery};
+use uchat_billing::delivery::{DeliverySettings, RetryPolicy, Worker};
+use uchat_billing::partner::{PartnerClient, Token};
 use uchat_billing::plan::Catalog;
 use uchat_billing::processor::Processor;
 use uchat_billing::secret::Secret;
@@ -33,6 +35,8 @@ pub struct TestApp {
     pub secrets: Vec<Secret>,
     /// The app's event processor; tests drive it (`drain`) unless background work is on.
     pub processor: Processor,
+    /// The app's delivery worker, when the test configured a partner.
+    pub worker: Option<Worker>,
 }
 
 pub struct TestDatabase {
@@ -76,9 +80,32 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         catalog: Arc::new(test_catalog()),
         stripe_api: None,
         settle: Duration::ZERO,
+        delivery: None,
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         metrics_public: false,
         background_work: false,
+    }
+}
+
+pub const PARTNER_TOKEN: &str = "partner-test-token";
+
+/// Delivery to a partner at `base`, with time scaled down: a short request timeout and
+/// retry waits in milliseconds.
+pub fn delivery_to(base: &str) -> Delivery {
+    let timeout = Duration::from_millis(500);
+    let mut settings = DeliverySettings::for_timeout(timeout);
+    settings.retry = RetryPolicy {
+        max_attempts: 5,
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(200),
+    };
+    settings.held_retry = Duration::from_millis(100);
+    settings.max_poll = Duration::from_millis(100);
+    // Longer than one try (up to three requests), short enough for crash tests.
+    settings.lease = Duration::from_secs(2);
+    Delivery {
+        partner: PartnerClient::new(base, Token::new(PARTNER_TOKEN), timeout).unwrap(),
+        settings,
     }
 }
 
@@ -114,6 +141,7 @@ pub async fn spawn_app_without_database() -> TestApp {
 fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &Config) -> TestApp {
     let address = format!("http://{}", app.local_addr());
     let processor = app.processor();
+    let worker = app.worker();
     tokio::spawn(app.run(std::future::pending()));
     TestApp {
         address,
@@ -122,6 +150,7 @@ fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &
         client: reqwest::Client::new(),
         secrets: config.webhook_secrets.clone(),
         processor,
+        worker,
     }
 }
 
@@ -287,5 +316,110 @@ impl TestApp {
             .execute(&self.db)
             .await
             .unwrap();
+    }
+}
+
+/// The stateful UChat fake on a port of its own; its token is `PARTNER_TOKEN`.
+pub async fn spawn_sandbox(
+    faults: uchat_billing::sandbox::Faults,
+) -> (String, uchat_billing::sandbox::SandboxHandle) {
+    let config = uchat_billing::sandbox::SandboxConfig {
+        token: PARTNER_TOKEN.to_owned(),
+        credit: 1_000_000.0,
+        faults,
+    };
+    let (router, handle) = uchat_billing::sandbox::router(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (base, handle)
+}
+
+/// The app delivering to the partner at `base`.
+pub async fn spawn_app_delivering_to(base: &str) -> TestApp {
+    let delivery = delivery_to(base);
+    spawn_app_with(move |config| config.delivery = Some(delivery)).await
+}
+
+impl TestApp {
+    pub fn worker(&self) -> &Worker {
+        self.worker.as_ref().expect("the test configured delivery")
+    }
+
+    /// An order with `calls` queued directly, as the processor would queue them.
+    pub async fn queue_calls(
+        &self,
+        workspace_id: Option<i64>,
+        email: &str,
+        calls: &[(&str, serde_json::Value)],
+    ) -> i64 {
+        let order_id: i64 = sqlx::query_scalar(
+            "INSERT INTO orders (email, workspace_id, status) VALUES ($1, $2, 'active') RETURNING id",
+        )
+        .bind(email)
+        .bind(workspace_id)
+        .fetch_one(&self.db)
+        .await
+        .unwrap();
+        for (position, (kind, body)) in calls.iter().enumerate() {
+            sqlx::query("INSERT INTO partner_calls (order_id, position, kind, body) VALUES ($1, $2, $3, $4)")
+                .bind(order_id)
+                .bind(position as i32 + 1)
+                .bind(kind)
+                .bind(body)
+                .execute(&self.db)
+                .await
+                .unwrap();
+        }
+        order_id
+    }
+
+    /// Runs the worker until no call is running or waiting its turn, waiting out retry
+    /// delays. Calls behind a dead or held call stay pending.
+    pub async fn deliver_all(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            self.worker().deliver_due().await.unwrap();
+            let unfinished: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM partner_calls c
+                 WHERE c.status = 'running'
+                    OR (c.status = 'pending' AND NOT EXISTS (
+                        SELECT 1 FROM partner_calls earlier
+                        WHERE earlier.order_id = c.order_id AND earlier.position < c.position
+                          AND earlier.status NOT IN ('succeeded', 'canceled')))",
+            )
+            .fetch_one(&self.db)
+            .await
+            .unwrap();
+            if unfinished == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "calls still unfinished after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// (kind, status, attempts) of an order's calls, in order.
+    pub async fn call_states(&self, order_id: i64) -> Vec<(String, String, i32)> {
+        sqlx::query_as("SELECT kind, status, attempts FROM partner_calls WHERE order_id = $1 ORDER BY position")
+            .bind(order_id)
+            .fetch_all(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// (outcome, http status) of each try of an order's calls, in order.
+    pub async fn attempt_outcomes(&self, order_id: i64) -> Vec<(String, Option<i32>)> {
+        sqlx::query_as(
+            "SELECT a.outcome, a.http_status FROM attempts a JOIN partner_calls c ON c.id = a.call_id
+             WHERE c.order_id = $1 ORDER BY c.position, a.id",
+        )
+        .bind(order_id)
+        .fetch_all(&self.db)
+        .await
+        .unwrap()
     }
 }

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::page::{Page, PageParams};
 use crate::db;
-use crate::db::calls::{AttemptRecord, CallRecord};
+use crate::db::calls::{Attempt, CallRecord};
 use crate::db::events::EventRecord;
 use crate::db::orders::{self, OrderFilter, OrderRecord, OrderSummary};
 use crate::http::extract::{optional, optional_variant, Id, Query};
@@ -86,7 +86,7 @@ pub struct CallHistory {
     #[serde(flatten)]
     call: CallRecord,
     /// Its tries, oldest first.
-    attempt_log: Vec<AttemptRecord>,
+    attempt_log: Vec<Attempt>,
 }
 
 impl TimelineEntry {
@@ -129,9 +129,9 @@ pub async fn show(
 fn timeline(
     events: Vec<EventRecord>,
     calls: Vec<CallRecord>,
-    attempts: Vec<AttemptRecord>,
+    attempts: Vec<Attempt>,
 ) -> Vec<TimelineEntry> {
-    let mut attempts_by_call: HashMap<i64, Vec<AttemptRecord>> = HashMap::new();
+    let mut attempts_by_call: HashMap<i64, Vec<Attempt>> = HashMap::new();
     for attempt in attempts {
         attempts_by_call
             .entry(attempt.call_id)

@@ -1,0 +1,551 @@
+//! The delivery worker: claims due partner calls, runs them against UChat, records
+//! every try, and schedules what comes next.
+//!
+//! A call is claimed in one short transaction (`FOR UPDATE SKIP LOCKED`) under a fresh
+//! lease id, run outside any transaction, and recorded only if the lease is still its
+//! own. Per order, a call waits until every earlier call has succeeded or was canceled.
+
+mod retry;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::distributions::{Alphanumeric, DistString};
+use serde_json::{json, Value};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+pub use retry::RetryPolicy;
+
+use crate::db::calls::{self, AttemptRecord, ClaimedCall, Verdict};
+use crate::partner::{PartnerClient, PartnerError, Reply};
+
+/// The channel `partner_calls` inserts and operator retries notify.
+pub const WAKE_CHANNEL: &str = "partner_calls";
+
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Calls in flight at once in this process.
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+    /// How often a call held for lack of partner credit is tried again.
+    pub held_retry: Duration,
+    /// How long a claim lasts before another worker may take the call back.
+    pub lease: Duration,
+    /// The longest the worker sleeps without looking for due calls.
+    pub max_poll: Duration,
+    /// How long in-flight calls get to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl DeliverySettings {
+    /// Defaults for a partner timeout: a lease outlasts the up to three requests of a
+    /// try (look, create, create for the existing user) with room to record.
+    pub fn for_timeout(timeout: Duration) -> DeliverySettings {
+        DeliverySettings {
+            concurrency: 8,
+            retry: RetryPolicy::default(),
+            held_retry: Duration::from_secs(15 * 60),
+            lease: timeout * 4 + Duration::from_secs(10),
+            max_poll: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    db: PgPool,
+    partner: PartnerClient,
+    settings: Arc<DeliverySettings>,
+    /// Rung when a call finishes, so the next call of its order runs at once.
+    wake: Arc<Notify>,
+}
+
+/// What a successful try did.
+struct Done {
+    reply: Option<Reply>,
+    workspace_id: Option<i64>,
+    /// The kind the call ran as, when it changed (create → create-for-existing-user).
+    ran_as: Option<&'static str>,
+    /// The first try had taken effect already; nothing was repeated.
+    already_applied: bool,
+}
+
+impl Done {
+    fn replied(reply: Reply) -> Done {
+        Done {
+            reply: Some(reply),
+            workspace_id: None,
+            ran_as: None,
+            already_applied: false,
+        }
+    }
+
+    fn already_applied(workspace_id: Option<i64>) -> Done {
+        Done {
+            reply: None,
+            workspace_id,
+            ran_as: None,
+            already_applied: true,
+        }
+    }
+}
+
+impl Worker {
+    pub fn new(db: PgPool, partner: PartnerClient, settings: DeliverySettings) -> Worker {
+        Worker {
+            db,
+            partner,
+            settings: Arc::new(settings),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Delivers until `stop` turns true; then stops claiming, gives in-flight calls
+    /// `shutdown_grace`, and leaves any call still running to be taken back by lease.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        tracing::info!(
+            concurrency = self.settings.concurrency,
+            "delivery worker started"
+        );
+        let listener = tokio::spawn(listen(self.db.clone(), self.wake.clone()));
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut in_flight = JoinSet::new();
+        while !*stop.borrow() {
+            let free = permits.available_permits();
+            let claimed = if free == 0 {
+                0
+            } else {
+                self.claim_and_spawn(free, &permits, &mut in_flight).await
+            };
+            if claimed == free && claimed > 0 {
+                continue; // there may be more due
+            }
+            let pause = self.pause().await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                _ = stop.changed() => {}
+            }
+        }
+        listener.abort();
+        let drained = tokio::time::timeout(self.settings.shutdown_grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                cut_off = in_flight.len(),
+                "calls still running at shutdown; they are retried after their lease expires"
+            );
+            in_flight.abort_all();
+        }
+        tracing::info!("delivery worker stopped");
+    }
+
+    /// Claims and runs due calls until none is due: for tests and one-shot runs.
+    pub async fn deliver_due(&self) -> anyhow::Result<usize> {
+        let mut delivered = 0;
+        loop {
+            calls::reclaim_expired(&self.db).await?;
+            let claimed = calls::claim(
+                &self.db,
+                self.settings.concurrency as i64,
+                self.settings.lease,
+            )
+            .await?;
+            if claimed.is_empty() {
+                return Ok(delivered);
+            }
+            delivered += claimed.len();
+            let mut batch = JoinSet::new();
+            for call in claimed {
+                let worker = self.clone();
+                batch.spawn(async move { worker.deliver(call).await });
+            }
+            while batch.join_next().await.is_some() {}
+        }
+    }
+
+    async fn claim_and_spawn(
+        &self,
+        free: usize,
+        permits: &Arc<Semaphore>,
+        in_flight: &mut JoinSet<()>,
+    ) -> usize {
+        let claimed = match calls::reclaim_expired(&self.db).await {
+            Ok(_) => calls::claim(&self.db, free as i64, self.settings.lease).await,
+            Err(error) => Err(error),
+        };
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "claiming partner calls failed; retrying");
+                return 0;
+            }
+        };
+        let count = claimed.len();
+        for call in claimed {
+            let permit = permits
+                .clone()
+                .try_acquire_owned()
+                .expect("claimed no more than free permits");
+            let worker = self.clone();
+            in_flight.spawn(async move {
+                worker.deliver(call).await;
+                drop(permit);
+                worker.wake.notify_one();
+            });
+        }
+        count
+    }
+
+    /// How long to sleep when nothing is due: until the next scheduled call, at most
+    /// `max_poll` (the fallback when a notification is missed).
+    async fn pause(&self) -> Duration {
+        match calls::next_due_in(&self.db).await {
+            Ok(Some(due_in)) => due_in.min(self.settings.max_poll),
+            _ => self.settings.max_poll,
+        }
+    }
+
+    /// Runs one claimed call and records the try; a failure to record leaves the call
+    /// to be taken back when its lease expires.
+    async fn deliver(&self, call: ClaimedCall) {
+        let started_at = chrono::Utc::now();
+        let clock = Instant::now();
+        let result = self.perform(&call).await;
+        let duration = clock.elapsed();
+        let (attempt, verdict) = self.judge(&call, result, started_at, duration);
+        match &verdict {
+            Verdict::Succeeded {
+                already_applied, ..
+            } => {
+                tracing::info!(call = call.id, order = call.order_id, kind = %call.kind, attempt = call.attempt, already_applied, "partner call succeeded")
+            }
+            Verdict::Retry { delay } => {
+                tracing::warn!(call = call.id, kind = %call.kind, attempt = call.attempt, retry_in_ms = delay.as_millis() as u64, error = attempt.error.as_deref(), "partner call failed; will retry")
+            }
+            Verdict::Held { reason, .. } => {
+                tracing::warn!(call = call.id, kind = %call.kind, %reason, "partner call held: not enough partner credit")
+            }
+            Verdict::Dead { reason } => {
+                tracing::error!(call = call.id, order = call.order_id, kind = %call.kind, %reason, "partner call dead")
+            }
+        }
+        match calls::record(&self.db, &call, &attempt, &verdict).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                call = call.id,
+                "a newer claim superseded this try; its result is kept as an attempt only"
+            ),
+            Err(error) => {
+                tracing::error!(call = call.id, %error, "recording a partner call failed; it is retried when its lease expires")
+            }
+        }
+    }
+
+    /// What a try's result means for the call.
+    fn judge(
+        &self,
+        call: &ClaimedCall,
+        result: Result<Done, PartnerError>,
+        started_at: chrono::DateTime<chrono::Utc>,
+        duration: Duration,
+    ) -> (AttemptRecord, Verdict) {
+        let mut attempt = AttemptRecord {
+            started_at,
+            duration,
+            http_status: None,
+            response_excerpt: None,
+            error: None,
+        };
+        let verdict = match result {
+            Ok(done) => {
+                if let Some(reply) = &done.reply {
+                    attempt.http_status = Some(reply.status);
+                    attempt.response_excerpt = Some(reply.raw_excerpt.clone());
+                }
+                if done.already_applied {
+                    attempt.error = Some("an earlier try had taken effect; not repeated".into());
+                }
+                Verdict::Succeeded {
+                    workspace_id: done.workspace_id,
+                    kind: done.ran_as,
+                    already_applied: done.already_applied,
+                }
+            }
+            Err(error) => {
+                attempt.http_status = error.status();
+                attempt.response_excerpt = error.excerpt().map(str::to_owned);
+                attempt.error = Some(error.to_string());
+                match error {
+                    PartnerError::Retryable { retry_after, .. } => {
+                        let tries = u32::try_from(call.attempt).unwrap_or(u32::MAX);
+                        match self
+                            .settings
+                            .retry
+                            .delay(tries, rand::random(), retry_after)
+                        {
+                            Some(delay) => Verdict::Retry { delay },
+                            None => Verdict::Dead {
+                                reason: format!("gave up after {tries} tries: {error}"),
+                            },
+                        }
+                    }
+                    PartnerError::InsufficientCredit { message, .. } => Verdict::Held {
+                        delay: self.settings.held_retry,
+                        reason: message,
+                    },
+                    other => Verdict::Dead {
+                        reason: other.message().to_owned(),
+                    },
+                }
+            }
+        };
+        (attempt, verdict)
+    }
+
+    async fn perform(&self, call: &ClaimedCall) -> Result<Done, PartnerError> {
+        let kind = call.kind.as_str();
+        if matches!(kind, "create" | "create-for-existing-user") {
+            return self.create(call).await;
+        }
+        let workspace = call.workspace_id.ok_or_else(|| PartnerError::Rejected {
+            status: None,
+            message: "the order has no workspace: its create call has not succeeded".into(),
+            excerpt: None,
+        })?;
+        if let Some(counter) = Counter::of(kind, &call.body) {
+            let now = counter.read(&self.partner, workspace).await?;
+            match call.baseline.as_ref().and_then(|b| b["value"].as_f64()) {
+                Some(before) if counter.took_effect(before, now) => {
+                    return Ok(Done::already_applied(None))
+                }
+                Some(_) => {}
+                None => self.keep_baseline(call, json!({ "value": now })).await?,
+            }
+        }
+        let reply = self
+            .partner
+            .execute(kind, Some(workspace), &call.body)
+            .await?;
+        Ok(Done::replied(reply))
+    }
+
+    /// A create, made at most once: before a repeat, the owner's workspaces are compared
+    /// with those before the first try. An email that already has a UChat account gets a
+    /// workspace through create-for-existing-user.
+    async fn create(&self, call: &ClaimedCall) -> Result<Done, PartnerError> {
+        let email = call.body["email"].as_str().unwrap_or_default();
+        let owned = self.workspaces_owned_by(email).await?;
+        match call.baseline.as_ref() {
+            Some(baseline) => {
+                let before: Vec<i64> =
+                    serde_json::from_value(baseline["workspace_ids"].clone()).unwrap_or_default();
+                if let Some(new) = owned.iter().find(|id| !before.contains(id)) {
+                    return Ok(Done::already_applied(Some(*new)));
+                }
+            }
+            None => {
+                self.keep_baseline(call, json!({ "workspace_ids": owned }))
+                    .await?
+            }
+        }
+
+        if call.kind == "create" {
+            let mut body = call.body.clone();
+            // Sent once, never stored or logged: the owner sets their own via UChat.
+            body["password"] =
+                Value::String(Alphanumeric.sample_string(&mut rand::thread_rng(), 24));
+            match self.partner.execute("create", None, &body).await {
+                Ok(reply) => return created(reply, None),
+                Err(PartnerError::ExistingAccount { .. }) => {
+                    tracing::info!(
+                        call = call.id,
+                        "email already has a UChat account; creating for the existing user"
+                    )
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let body = existing_user_body(&call.body);
+        let reply = self
+            .partner
+            .execute("create-for-existing-user", None, &body)
+            .await?;
+        created(
+            reply,
+            (call.kind == "create").then_some("create-for-existing-user"),
+        )
+    }
+
+    async fn workspaces_owned_by(&self, email: &str) -> Result<Vec<i64>, PartnerError> {
+        let mut owned = Vec::new();
+        let mut page = 1;
+        loop {
+            let listed = self.partner.list_workspaces(page, Some(email)).await?;
+            owned.extend(
+                listed
+                    .data
+                    .iter()
+                    .filter(|w| w.owner_email.eq_ignore_ascii_case(email))
+                    .map(|w| w.id),
+            );
+            // A search by one email spans few pages; the bound guards against a bad meta.
+            if i64::from(page) >= listed.meta.last_page || page >= 50 {
+                return Ok(owned);
+            }
+            page += 1;
+        }
+    }
+
+    async fn keep_baseline(&self, call: &ClaimedCall, baseline: Value) -> Result<(), PartnerError> {
+        match calls::save_baseline(&self.db, call, &baseline).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(not_sent(
+                "the call's lease was lost before it was sent".into(),
+            )),
+            Err(error) => Err(not_sent(format!(
+                "could not record the workspace state: {error}"
+            ))),
+        }
+    }
+}
+
+/// A failure before anything was sent: safe to retry.
+fn not_sent(message: String) -> PartnerError {
+    PartnerError::Retryable {
+        status: None,
+        message,
+        excerpt: None,
+        retry_after: None,
+        ambiguous: false,
+    }
+}
+
+fn created(reply: Reply, ran_as: Option<&'static str>) -> Result<Done, PartnerError> {
+    let workspace_id = reply.workspace_id().ok_or_else(|| PartnerError::Rejected {
+        status: Some(reply.status),
+        message: "create answered without a workspace id".into(),
+        excerpt: Some(reply.raw_excerpt.clone()),
+    })?;
+    Ok(Done {
+        reply: Some(reply),
+        workspace_id: Some(workspace_id),
+        ran_as,
+        already_applied: false,
+    })
+}
+
+/// create-for-existing-user takes the create body's email, team name, template and trial.
+fn existing_user_body(create: &Value) -> Value {
+    let mut body = serde_json::Map::new();
+    for field in ["email", "team_name", "template_ns", "trial_days"] {
+        if let Some(value) = create.get(field) {
+            body.insert(field.to_owned(), value.clone());
+        }
+    }
+    Value::Object(body)
+}
+
+/// A call that adds to or takes from a workspace counter (add-on units, points): it
+/// repeats its effect on every call, so a retry first looks whether it took effect.
+struct Counter {
+    addon: Option<String>,
+    delta: f64,
+}
+
+impl Counter {
+    fn of(kind: &str, body: &Value) -> Option<Counter> {
+        let amount = |field: &str| body[field].as_f64().unwrap_or(0.0);
+        let addon = || body["addon"].as_str().map(str::to_owned);
+        match kind {
+            "add-addon" => Some(Counter {
+                addon: addon(),
+                delta: amount("qty"),
+            }),
+            "remove-addon" => Some(Counter {
+                addon: addon(),
+                delta: -amount("qty"),
+            }),
+            "topup-points" => Some(Counter {
+                addon: None,
+                delta: amount("points"),
+            }),
+            "deduct-points" => Some(Counter {
+                addon: None,
+                delta: -amount("points"),
+            }),
+            _ => None,
+        }
+    }
+
+    async fn read(&self, partner: &PartnerClient, workspace: i64) -> Result<f64, PartnerError> {
+        let info = partner.get_workspace(workspace).await?;
+        Ok(match &self.addon {
+            Some(addon) => info.addon_qty(addon) as f64,
+            None => info.points,
+        })
+    }
+
+    /// Whether the counter moved by the call's amount since the baseline.
+    fn took_effect(&self, before: f64, now: f64) -> bool {
+        if self.delta >= 0.0 {
+            now >= before + self.delta
+        } else {
+            now <= before + self.delta
+        }
+    }
+}
+
+/// Rings `wake` on every notification of new due calls; reconnects after errors.
+async fn listen(db: PgPool, wake: Arc<Notify>) {
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&db).await?;
+            listener.listen(WAKE_CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                wake.notify_one();
+            }
+        };
+        let result: Result<(), sqlx::Error> = listening.await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "delivery listener lost its connection; polling until it is back");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_know_when_their_effect_is_there() {
+        let topup = Counter::of("topup-points", &json!({"points": 100, "note": "x"})).unwrap();
+        assert!(topup.took_effect(50.0, 150.0));
+        assert!(!topup.took_effect(50.0, 149.0));
+        let deduct = Counter::of("deduct-points", &json!({"points": 40, "note": "x"})).unwrap();
+        assert!(deduct.took_effect(100.0, 60.0));
+        assert!(!deduct.took_effect(100.0, 61.0));
+        let add = Counter::of("add-addon", &json!({"addon": "bot", "qty": 2})).unwrap();
+        assert_eq!(add.addon.as_deref(), Some("bot"));
+        assert!(add.took_effect(1.0, 3.0));
+        assert!(Counter::of("pause", &Value::Null).is_none());
+    }
+
+    #[test]
+    fn existing_user_body_keeps_only_its_fields() {
+        let create = json!({"email": "a@b.c", "name": "A", "team_name": "T", "require_email_verification": "no", "trial_days": 7});
+        assert_eq!(
+            existing_user_body(&create),
+            json!({"email": "a@b.c", "team_name": "T", "trial_days": 7})
+        );
+    }
+}
