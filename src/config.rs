@@ -46,6 +46,9 @@ Environment (also read from a .env file in the working directory):
   HELD_RETRY_SECS        Retry period of a call held for lack of partner credit [default: 900]
   PROCESS_EVENTS         true: `serve` also applies events and delivers calls; false:
                          intake only (another instance does the rest) [default: true]
+  ADMIN_TOKEN            Bearer token for the operator API (/admin/...) and /metrics;
+                         unset, those routes answer 503 \"admin disabled\"
+  METRICS_PUBLIC         true: serve /metrics without the admin token [default: false]
   LOG_FORMAT             pretty | json [default: pretty]
   RUST_LOG               Log filter [default: info]";
 
@@ -65,6 +68,10 @@ pub struct Config {
     pub settle: Duration,
     /// Where and how to deliver partner calls; `None` without `UCHAT_API_TOKEN`.
     pub delivery: Option<Delivery>,
+    /// The operator API's bearer token; `None` turns the operator API off.
+    pub admin_token: Option<Secret>,
+    /// Serve `/metrics` to anyone, for a scraper that cannot send a token.
+    pub metrics_public: bool,
     /// Run the event processor (and delivery, if configured) inside `serve`
     /// (`PROCESS_EVENTS`). Tests turn it off to drive them themselves.
     pub background_work: bool,
@@ -183,15 +190,9 @@ impl Config {
         };
 
         let delivery = delivery(&get, &mut problems);
-
-        let background_work = match get("PROCESS_EVENTS").as_deref().map(str::trim) {
-            None | Some("true") => true,
-            Some("false") => false,
-            Some(_) => {
-                problems.push("PROCESS_EVENTS must be `true` or `false`".to_owned());
-                true
-            }
-        };
+        let background_work = flag(&get, "PROCESS_EVENTS", true, &mut problems);
+        let admin_token = get("ADMIN_TOKEN").map(|token| Secret::new(token.trim()));
+        let metrics_public = flag(&get, "METRICS_PUBLIC", false, &mut problems);
 
         match catalog {
             Some(catalog) if problems.is_empty() => Ok(Config {
@@ -202,9 +203,29 @@ impl Config {
                 stripe_api,
                 settle,
                 delivery,
+                admin_token,
+                metrics_public,
                 background_work,
             }),
             _ => Err(ConfigErrors(problems)),
+        }
+    }
+}
+
+/// Reads `true` or `false`; anything else is reported and the default used meanwhile.
+fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: bool,
+    problems: &mut Vec<String>,
+) -> bool {
+    match get(name).as_deref().map(str::trim) {
+        None => default,
+        Some("true") => true,
+        Some("false") => false,
+        Some(_) => {
+            problems.push(format!("{name} must be `true` or `false`"));
+            default
         }
     }
 }
@@ -326,6 +347,27 @@ mod tests {
         assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(config.bind_addr.to_string(), DEFAULT_BIND_ADDR);
         assert_eq!(config.webhook_secrets, vec![Secret::new("whsec_abc")]);
+        assert_eq!(config.admin_token, None);
+        assert!(!config.metrics_public);
+    }
+
+    #[test]
+    fn the_admin_token_and_public_metrics_are_read() {
+        let config = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("ADMIN_TOKEN", " s3cret "),
+            ("METRICS_PUBLIC", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(config.admin_token, Some(Secret::new("s3cret")));
+        assert!(config.metrics_public);
+
+        let errors = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("METRICS_PUBLIC", "yes"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors.0, vec!["METRICS_PUBLIC must be `true` or `false`"]);
     }
 
     #[test]

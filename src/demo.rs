@@ -46,6 +46,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
 
     let webhook_secret = Secret::new(format!("whsec_{}", random_token(32)));
     let sandbox_token = random_token(24);
+    let admin_token = random_token(24);
     let sandbox_listener = tokio::net::TcpListener::bind(options.sandbox_bind)
         .await
         .with_context(|| format!("binding the sandbox to {}", options.sandbox_bind))?;
@@ -68,6 +69,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             partner: PartnerClient::new(&sandbox_url, Token::new(sandbox_token.clone()), timeout)?,
             settings: DeliverySettings::for_timeout(timeout),
         }),
+        admin_token: Some(Secret::new(admin_token.clone())),
+        metrics_public: false,
         background_work: true,
     };
     let app = Application::with_pool(&config, db.clone()).await?;
@@ -85,6 +88,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         webhook_secret.expose()
     );
     println!("  sandbox token  {sandbox_token}");
+    println!("  admin token    {admin_token}  (curl -H 'Authorization: Bearer {admin_token}' {service_url}/admin/orders)");
     println!();
 
     let http = reqwest::Client::new();

@@ -1,9 +1,11 @@
-//! What events would do, without doing it: the planner run over events in memory.
+//! What events would do, without doing it: the planner's answer as operators and the
+//! `plan` command show it.
 
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
-use crate::plan::{self, Catalog, Facts, Provisioned};
+use crate::plan::{self, Call, Catalog, Facts, OrderStatus, Plan, Provisioned};
 use crate::stripe::decode::{self, Event};
 
 /// One event's effect on the order.
@@ -11,16 +13,55 @@ use crate::stripe::decode::{self, Event};
 pub struct PlannedStep {
     pub event: String,
     pub event_type: String,
+    #[serde(flatten)]
+    pub effect: Effect,
+}
+
+/// The calls an event would queue and the state it would leave its order in.
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
+pub struct Effect {
     pub calls: Vec<PlannedCall>,
-    pub status: &'static str,
+    /// The order's status afterwards.
+    pub status: OrderStatus,
+    /// Why the order needs an operator, when it does.
     pub attention: Option<String>,
 }
 
 /// A call as it would be queued: the partner endpoint's kind and its JSON body.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct PlannedCall {
+    #[schema(example = "change-plan")]
     pub kind: &'static str,
+    /// The request body; `null` for calls without one.
     pub body: Value,
+}
+
+/// What one event would do to the order it belongs to, as that order stands now.
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
+pub struct DryRun {
+    /// The order the event belongs to; `null` when it would start a new one.
+    pub order_id: Option<i64>,
+    #[serde(flatten)]
+    pub effect: Effect,
+}
+
+impl From<&Plan> for Effect {
+    fn from(plan: &Plan) -> Self {
+        Effect {
+            calls: plan.calls.iter().map(PlannedCall::from).collect(),
+            status: plan.status,
+            attention: plan.attention.clone(),
+        }
+    }
+}
+
+impl From<&Call> for PlannedCall {
+    fn from(call: &Call) -> Self {
+        PlannedCall {
+            kind: call.kind(),
+            body: call.body(),
+        }
+    }
 }
 
 /// Applies the events, as one order from an empty start, in Stripe's order.
@@ -44,18 +85,9 @@ pub fn plan_events(catalog: &Catalog, bodies: &[Vec<u8>]) -> Result<Vec<PlannedS
         facts.apply(&event.stamp(), &signal);
         let plan = plan::plan(&facts, &provisioned, catalog);
         steps.push(PlannedStep {
+            effect: Effect::from(&plan),
             event: event.id,
             event_type: event.event_type,
-            calls: plan
-                .calls
-                .iter()
-                .map(|call| PlannedCall {
-                    kind: call.kind(),
-                    body: call.body(),
-                })
-                .collect(),
-            status: plan.status.as_str(),
-            attention: plan.attention,
         });
         provisioned = plan.provisioned;
     }

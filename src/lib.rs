@@ -7,6 +7,7 @@ pub mod demo;
 pub mod domain;
 pub mod dry_run;
 pub mod http;
+pub mod metrics;
 pub mod partner;
 pub mod plan;
 pub mod processor;

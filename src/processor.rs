@@ -11,12 +11,14 @@ use anyhow::Context;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 
+use crate::db;
 use crate::db::events::{ClaimedEvent, Outcome};
-use crate::db::{self, orders::OrderUpdate};
-use crate::domain::{CheckoutMode, Signal};
-use crate::plan::{self, Catalog, Facts, Provisioned, Workspace};
+use crate::db::orders::{OrderRow, OrderUpdate};
+use crate::domain::{CheckoutMode, Signal, Stamp};
+use crate::dry_run::{DryRun, Effect};
+use crate::plan::{self, Catalog, Facts, Plan, Provisioned, Workspace};
 use crate::stripe::api::{StripeApi, StripeApiError};
-use crate::stripe::decode;
+use crate::stripe::decode::{self, Event};
 
 /// Longest wait between tries of an event whose Stripe API read failed.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
@@ -43,7 +45,7 @@ pub enum Step {
 
 /// Why an event could not be applied now.
 #[derive(Debug, thiserror::Error)]
-enum ApplyError {
+pub enum ApplyError {
     /// The event itself is unusable: mark it failed for an operator.
     #[error("{0}")]
     Unusable(String),
@@ -171,16 +173,12 @@ impl Processor {
     ) -> Result<Applied, ApplyError> {
         let parsed = decode::parse_event(event.raw_body.as_bytes())
             .map_err(|e| ApplyError::Unusable(e.to_string()))?;
-        let signal = match parsed.signal(&self.catalog.workspace.id_field) {
-            Ok(Some(signal)) => self.with_line_items(signal).await?,
-            Ok(None) => {
-                return Ok(Applied {
-                    outcome: Outcome::Ignored,
-                    error: None,
-                    order_id: None,
-                })
-            }
-            Err(error) => return Err(ApplyError::Unusable(error.to_string())),
+        let Some(signal) = self.signal(&parsed).await? else {
+            return Ok(Applied {
+                outcome: Outcome::Ignored,
+                error: None,
+                order_id: None,
+            });
         };
 
         let links = signal.order_keys().links();
@@ -191,26 +189,9 @@ impl Processor {
         };
         db::orders::link(conn, order.id, &links).await?;
 
-        let mut facts: Facts = serde_json::from_value(order.facts).map_err(|e| {
-            ApplyError::Unusable(format!("order {} facts unreadable: {e}", order.id))
-        })?;
-        let provisioned: Provisioned = serde_json::from_value(order.provisioned).map_err(|e| {
-            ApplyError::Unusable(format!(
-                "order {} provisioned state unreadable: {e}",
-                order.id
-            ))
-        })?;
-        let stamp = parsed.stamp();
-        facts.apply(&stamp, &signal);
-        self.complete_contact(&mut facts, &stamp).await?;
-        if let Some(customer) = facts.customer() {
-            if facts.customer_workspace.is_none() {
-                facts.customer_workspace =
-                    db::orders::customer_workspace(conn, customer, order.id).await?;
-            }
-        }
-
-        let plan = plan::plan(&facts, &provisioned, &self.catalog);
+        let (facts, plan) = self
+            .plan_order(conn, Some(&order), &parsed.stamp(), &signal)
+            .await?;
         db::calls::append(conn, order.id, event.id, &plan.calls).await?;
         let workspace_id = match plan.provisioned.workspace {
             Workspace::Known(id) => Some(id),
@@ -246,6 +227,65 @@ impl Processor {
         })
     }
 
+    /// What a Stripe event would do to its order as the order stands now: the processor's
+    /// own reads and planning, in a read-only transaction, so nothing is written.
+    pub async fn dry_run(&self, raw_body: &[u8]) -> Result<DryRun, ApplyError> {
+        let parsed =
+            decode::parse_event(raw_body).map_err(|e| ApplyError::Unusable(e.to_string()))?;
+        let signal = self.signal(&parsed).await?.ok_or_else(|| {
+            ApplyError::Unusable(format!(
+                "{}: not an event type the service acts on",
+                parsed.event_type
+            ))
+        })?;
+        let mut tx = self.db.begin().await?;
+        db::read_only(&mut tx).await?;
+        let order = db::orders::find(&mut tx, &signal.order_keys().links()).await?;
+        let (_, plan) = self
+            .plan_order(&mut tx, order.as_ref(), &parsed.stamp(), &signal)
+            .await?;
+        tx.rollback().await?;
+        Ok(DryRun {
+            order_id: order.map(|order| order.id),
+            effect: Effect::from(&plan),
+        })
+    }
+
+    /// The event's signal, completed from Stripe's API where the event leaves something
+    /// out; `None` for event types the service does not act on.
+    async fn signal(&self, event: &Event) -> Result<Option<Signal>, ApplyError> {
+        match event.signal(&self.catalog.workspace.id_field) {
+            Ok(Some(signal)) => Ok(Some(self.with_line_items(signal).await?)),
+            Ok(None) => Ok(None),
+            Err(error) => Err(ApplyError::Unusable(error.to_string())),
+        }
+    }
+
+    /// Takes the signal into the order's facts (an empty order's when `order` is `None`)
+    /// and plans the calls that close the gap to what is provisioned.
+    async fn plan_order(
+        &self,
+        conn: &mut PgConnection,
+        order: Option<&OrderRow>,
+        stamp: &Stamp,
+        signal: &Signal,
+    ) -> Result<(Facts, Plan), ApplyError> {
+        let (mut facts, provisioned) = match order {
+            Some(order) => stored_state(order)?,
+            None => (Facts::default(), Provisioned::default()),
+        };
+        facts.apply(stamp, signal);
+        self.complete_contact(&mut facts, stamp).await?;
+        if let Some(customer) = facts.customer() {
+            if facts.customer_workspace.is_none() {
+                facts.customer_workspace =
+                    db::orders::customer_workspace(conn, customer, order.map(|o| o.id)).await?;
+            }
+        }
+        let plan = plan::plan(&facts, &provisioned, &self.catalog);
+        Ok((facts, plan))
+    }
+
     /// A paid one-off Checkout session's line items are not in the event: read them.
     async fn with_line_items(&self, signal: Signal) -> Result<Signal, ApplyError> {
         match signal {
@@ -262,11 +302,7 @@ impl Processor {
     }
 
     /// No event named the buyer's email: ask Stripe for the customer.
-    async fn complete_contact(
-        &self,
-        facts: &mut Facts,
-        stamp: &crate::domain::Stamp,
-    ) -> Result<(), ApplyError> {
+    async fn complete_contact(&self, facts: &mut Facts, stamp: &Stamp) -> Result<(), ApplyError> {
         let (Some(stripe), None, Some(customer)) = (&self.stripe, facts.email(), facts.customer())
         else {
             return Ok(());
@@ -275,6 +311,17 @@ impl Processor {
         facts.learn_contact(stamp, contact.email.as_deref(), contact.name.as_deref());
         Ok(())
     }
+}
+
+/// An order's facts and provisioned state, as stored.
+fn stored_state(order: &OrderRow) -> Result<(Facts, Provisioned), ApplyError> {
+    let unreadable = |what: &str, e: serde_json::Error| {
+        ApplyError::Unusable(format!("order {} {what} unreadable: {e}", order.id))
+    };
+    let facts = serde_json::from_value(order.facts.clone()).map_err(|e| unreadable("facts", e))?;
+    let provisioned = serde_json::from_value(order.provisioned.clone())
+        .map_err(|e| unreadable("provisioned state", e))?;
+    Ok((facts, provisioned))
 }
 
 /// Doubling from 2 s, capped at ten minutes.

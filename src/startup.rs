@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -10,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::delivery::Worker;
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::processor::Processor;
 
 /// Connections the service keeps; intake holds one only for a single INSERT.
@@ -40,6 +42,11 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
+        if config.admin_token.is_none() {
+            tracing::warn!(
+                "ADMIN_TOKEN is not set: admin disabled (/admin/... and /metrics answer 503)"
+            );
+        }
         let processor = Processor::new(
             db.clone(),
             config.catalog.clone(),
@@ -57,6 +64,10 @@ impl Application {
             db,
             webhook_secrets: config.webhook_secrets.clone().into(),
             events_arrived: processor.arrivals(),
+            admin_token: config.admin_token.clone(),
+            metrics_public: config.metrics_public,
+            metrics: Arc::new(Metrics::default()),
+            processor: processor.clone(),
         };
         Ok(Application {
             listener,
@@ -71,6 +82,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The process's metrics, for the workers that record into them.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
     }
 
     /// The event processor this application runs, for tests and commands that drive it.
@@ -114,21 +130,26 @@ impl Application {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal sent as soon as the service says it is
+/// listening is not lost (nor kills the process, as an unhandled SIGTERM would).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler")
-            .recv()
-            .await;
+    let (mut interrupt, mut terminate) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).expect("installing the SIGINT handler"),
+            signal(SignalKind::terminate()).expect("installing the SIGTERM handler"),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
+    async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received; finishing in-flight requests");
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
 }

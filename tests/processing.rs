@@ -148,16 +148,10 @@ async fn spawn_app_with_stripe(stripe: &MockServer) -> TestApp {
     .await
 }
 
-async fn post_all(app: &TestApp, events: &[Vec<u8>]) {
-    for event in events {
-        assert_eq!(app.post_stripe_event(event).await.status(), 200);
-    }
-}
-
 #[tokio::test]
 async fn the_subscription_story_in_order_plans_the_expected_calls() {
     let app = spawn_app().await;
-    post_all(&app, &subscription_story()).await;
+    app.post_stripe_events(&subscription_story()).await;
     app.process_events().await;
     assert_eq!(app.queued_calls().await, subscription_story_calls());
 
@@ -178,7 +172,7 @@ async fn the_subscription_story_in_order_plans_the_expected_calls() {
 async fn the_points_story_in_order_plans_the_expected_calls() {
     let stripe = stripe_api().await;
     let app = spawn_app_with_stripe(&stripe).await;
-    post_all(&app, &points_story()).await;
+    app.post_stripe_events(&points_story()).await;
     app.process_events().await;
     assert_eq!(app.queued_calls().await, points_story_calls());
 }
@@ -245,7 +239,7 @@ fn the_points_story_in_any_delivery_order_plans_the_same_calls() {
 #[tokio::test]
 async fn two_processors_at_once_plan_each_call_once() {
     let app = spawn_app().await;
-    post_all(&app, &subscription_story()).await;
+    app.post_stripe_events(&subscription_story()).await;
     let (first, second) = (app.processor.clone(), app.processor.clone());
     let (a, b) = tokio::join!(
         tokio::spawn(async move { first.drain().await.unwrap() }),
@@ -263,17 +257,15 @@ async fn two_processors_at_once_plan_each_call_once() {
 #[tokio::test]
 async fn an_unknown_price_puts_the_order_on_hold_and_acknowledges_the_event() {
     let app = spawn_app().await;
-    post_all(&app, &[story::subscription_checkout("evt_u1", 100)]).await;
+    app.post_stripe_events(&[story::subscription_checkout("evt_u1", 100)])
+        .await;
     let unknown = Sub::active(&[("price_not_in_catalog", 1)]);
-    post_all(
-        &app,
-        &[story::subscription(
-            "evt_u2",
-            "customer.subscription.created",
-            101,
-            &unknown,
-        )],
-    )
+    app.post_stripe_events(&[story::subscription(
+        "evt_u2",
+        "customer.subscription.created",
+        101,
+        &unknown,
+    )])
     .await;
     app.process_events().await;
     assert_eq!(app.queued_calls().await, vec![]);
@@ -300,7 +292,7 @@ async fn an_event_missing_essentials_is_marked_failed_with_its_reason() {
         100,
         json!({"object": "subscription"}),
     );
-    post_all(&app, &[broken]).await;
+    app.post_stripe_events(&[broken]).await;
     app.process_events().await;
     let (status, error): (String, Option<String>) =
         sqlx::query_as("SELECT status, error FROM events")
@@ -322,7 +314,8 @@ async fn a_stripe_outage_keeps_the_event_pending_for_a_later_try() {
         .mount(&stripe)
         .await;
     let app = spawn_app_with_stripe(&stripe).await;
-    post_all(&app, &[story::points_checkout("evt_o1", 100, 5000, "4242")]).await;
+    app.post_stripe_events(&[story::points_checkout("evt_o1", 100, 5000, "4242")])
+        .await;
     app.process_events().await;
     let (status, attempts, error): (String, i32, Option<String>) =
         sqlx::query_as("SELECT status, attempts, error FROM events")
@@ -352,15 +345,12 @@ async fn an_email_no_event_carries_is_read_from_the_stripe_customer() {
         .await;
     let app = spawn_app_with_stripe(&stripe).await;
     let business = Sub::active(&[("price_business", 1)]);
-    post_all(
-        &app,
-        &[story::subscription(
-            "evt_c1",
-            "customer.subscription.created",
-            100,
-            &business,
-        )],
-    )
+    app.post_stripe_events(&[story::subscription(
+        "evt_c1",
+        "customer.subscription.created",
+        100,
+        &business,
+    )])
     .await;
     app.process_events().await;
     let calls = app.queued_calls().await;
@@ -373,15 +363,12 @@ async fn an_email_no_event_carries_is_read_from_the_stripe_customer() {
 async fn without_an_email_the_order_waits_for_an_operator() {
     let app = spawn_app().await;
     let business = Sub::active(&[("price_business", 1)]);
-    post_all(
-        &app,
-        &[story::subscription(
-            "evt_n1",
-            "customer.subscription.created",
-            100,
-            &business,
-        )],
-    )
+    app.post_stripe_events(&[story::subscription(
+        "evt_n1",
+        "customer.subscription.created",
+        100,
+        &business,
+    )])
     .await;
     app.process_events().await;
     assert_eq!(app.queued_calls().await, vec![]);

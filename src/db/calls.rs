@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{FromRow, PgConnection, PgPool};
+use utoipa::ToSchema;
 
+use super::Change;
 use crate::plan::Call;
 
 /// Appends calls to an order's queue, after any it already has, and wakes the workers.
@@ -272,4 +276,222 @@ pub async fn record(
     }
     tx.commit().await?;
     Ok(owned)
+}
+
+/// Where a partner call stands. Delivery moves calls between these; operators retry and
+/// cancel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    Pending,
+    Running,
+    /// The partner cannot take it yet (credit too low, say): tried again later, and the
+    /// order's later calls wait behind it.
+    Held,
+    Succeeded,
+    /// Out of tries, or refused for good: the order's later calls wait behind it.
+    Dead,
+    Canceled,
+}
+
+impl CallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Pending => "pending",
+            CallStatus::Running => "running",
+            CallStatus::Held => "held",
+            CallStatus::Succeeded => "succeeded",
+            CallStatus::Dead => "dead",
+            CallStatus::Canceled => "canceled",
+        }
+    }
+}
+
+/// A partner call as operators see it.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct CallRecord {
+    pub id: i64,
+    pub order_id: i64,
+    /// Its place in the order's sequence: a call runs only after every earlier one
+    /// succeeded or was canceled.
+    pub position: i32,
+    #[schema(example = "change-plan")]
+    pub kind: String,
+    /// The partner API request body; `null` for calls without one.
+    pub body: Value,
+    #[schema(value_type = CallStatus)]
+    pub status: String,
+    /// Tries so far.
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    /// The event whose planning queued the call.
+    pub event_id: Option<i64>,
+    pub held_since: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const CALL_COLUMNS: &str = "c.id, c.order_id, c.position, c.kind, c.body, c.status, c.attempts,
+     c.next_attempt_at, c.last_error, c.event_id, c.held_since, c.created_at, c.finished_at";
+
+/// One try of a partner call, as delivery recorded it.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct Attempt {
+    pub call_id: i64,
+    /// 1 for the first try.
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub http_status: Option<i32>,
+    /// The start of the partner's answer.
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+    /// succeeded, retry, held, dead, already_applied or superseded.
+    pub outcome: String,
+}
+
+/// Calls, newest first, `before` a call id (the previous page's last), at most `limit`.
+pub async fn list(
+    pool: &PgPool,
+    status: Option<CallStatus>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<CallRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS} FROM partner_calls c
+         WHERE ($1::text IS NULL OR c.status = $1) AND ($2::bigint IS NULL OR c.id < $2)
+         ORDER BY c.id DESC LIMIT $3"
+    ))
+    .bind(status.map(CallStatus::as_str))
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// An order's calls, in their sequence.
+pub async fn of_order(pool: &PgPool, order_id: i64) -> Result<Vec<CallRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS} FROM partner_calls c WHERE c.order_id = $1 ORDER BY c.position"
+    ))
+    .bind(order_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Every try of an order's calls, in the order they were made.
+pub async fn attempts_of_order(pool: &PgPool, order_id: i64) -> Result<Vec<Attempt>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT a.call_id, a.attempt, a.started_at, a.duration_ms, a.http_status,
+                a.response_excerpt, a.error, a.outcome
+         FROM attempts a JOIN partner_calls c ON c.id = a.call_id
+         WHERE c.order_id = $1
+         ORDER BY a.started_at, a.id",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Makes a dead or held call pending and due now, keeping its last error. A dead call
+/// gets a full set of tries again.
+pub async fn retry(pool: &PgPool, id: i64) -> Result<Change<CallRecord>, sqlx::Error> {
+    change(
+        pool,
+        id,
+        "retried",
+        &[CallStatus::Dead, CallStatus::Held],
+        "UPDATE partner_calls SET status = 'pending', next_attempt_at = now(), held_since = NULL,
+             attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END,
+             lease_id = NULL, lease_expires_at = NULL, finished_at = NULL
+         WHERE id = $1",
+    )
+    .await
+}
+
+/// Gives up on a pending, held or dead call, so the order's later calls may run.
+pub async fn cancel(pool: &PgPool, id: i64) -> Result<Change<CallRecord>, sqlx::Error> {
+    change(
+        pool,
+        id,
+        "canceled",
+        &[CallStatus::Pending, CallStatus::Held, CallStatus::Dead],
+        "UPDATE partner_calls SET status = 'canceled', finished_at = now(),
+             lease_id = NULL, lease_expires_at = NULL
+         WHERE id = $1",
+    )
+    .await
+}
+
+/// Applies `update` to the call if its status is one of `allowed`, in one transaction
+/// that holds the call's row lock from the check to the commit: no worker can claim the
+/// call in between, and a call a worker has claimed is `running`, which no change allows.
+/// So nothing done here makes a call run twice or before its predecessors. Then unblocks
+/// the order if this was its last dead or held call, and wakes the workers.
+async fn change(
+    pool: &PgPool,
+    id: i64,
+    verb: &str,
+    allowed: &[CallStatus],
+    update: &str,
+) -> Result<Change<CallRecord>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let found: Option<(String, i64)> =
+        sqlx::query_as("SELECT status, order_id FROM partner_calls WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((status, order_id)) = found else {
+        return Ok(Change::NotFound);
+    };
+    if !allowed.iter().any(|allowed| allowed.as_str() == status) {
+        let allowed: Vec<&str> = allowed.iter().map(|status| status.as_str()).collect();
+        return Ok(Change::Refused(format!(
+            "call {id} is {status}; only {} calls can be {verb}",
+            allowed.join(" or ")
+        )));
+    }
+    sqlx::query(update).bind(id).execute(&mut *tx).await?;
+    // Locked first, so the check below sees any call delivery marked dead or held while
+    // it held the order.
+    super::orders::lock(&mut tx, order_id).await?;
+    super::orders::unblock_if_clear(&mut tx, order_id).await?;
+    sqlx::query("SELECT pg_notify('partner_calls', '')")
+        .execute(&mut *tx)
+        .await?;
+    let call = sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS} FROM partner_calls c WHERE c.id = $1"
+    ))
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Change::Made(call))
+}
+
+/// The delivery backlog: what is waiting and what is stuck.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct Backlog {
+    /// Pending or held calls whose next attempt is due.
+    pub due: i64,
+    /// How long the longest-waiting due call has been due; `null` when none is.
+    pub oldest_due_age_seconds: Option<f64>,
+    pub held: i64,
+    pub dead: i64,
+}
+
+pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE due) AS due,
+                extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE due))::float8
+                    AS oldest_due_age_seconds,
+                count(*) FILTER (WHERE status = 'held') AS held,
+                count(*) FILTER (WHERE status = 'dead') AS dead
+         FROM (SELECT status, next_attempt_at,
+                      status IN ('pending', 'held') AND next_attempt_at <= now() AS due
+               FROM partner_calls) c",
+    )
+    .fetch_one(pool)
+    .await
 }

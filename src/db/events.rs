@@ -1,6 +1,11 @@
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection, PgPool};
+use utoipa::ToSchema;
+
+use super::Change;
 
 use crate::stripe::decode::Event;
 
@@ -122,4 +127,109 @@ pub async fn postpone(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// A stored Stripe event as operators see it.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct EventRecord {
+    pub id: i64,
+    #[schema(example = "evt_1PqXyZ")]
+    pub stripe_event_id: String,
+    #[serde(rename = "type")]
+    #[schema(example = "invoice.paid")]
+    pub event_type: String,
+    /// Stripe's `created`, in seconds since the epoch: events apply in this order.
+    pub created: i64,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    /// pending, processed, ignored or failed.
+    #[schema(example = "processed")]
+    pub status: String,
+    /// Why the event failed, or why its last try was put off.
+    pub error: Option<String>,
+    pub attempts: i32,
+    pub order_id: Option<i64>,
+}
+
+const RECORD_COLUMNS: &str = "e.id, e.stripe_event_id, e.event_type, e.stripe_created AS created,
+     e.received_at, e.processed_at, e.status, e.error, e.attempts, e.order_id";
+
+/// An order's events: those applied to it, and those that carry one of its Stripe ids but
+/// were not applied (failed, or still pending), in the order they arrived.
+pub async fn of_order(pool: &PgPool, order_id: i64) -> Result<Vec<EventRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {RECORD_COLUMNS} FROM events e
+         WHERE e.order_id = $1
+            OR (e.order_id IS NULL AND e.order_keys &&
+                ARRAY(SELECT stripe_key FROM order_links WHERE order_id = $1))
+         ORDER BY e.received_at, e.id"
+    ))
+    .bind(order_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// What decides whether an event may be reprocessed: its status and its order's.
+#[derive(Debug, FromRow)]
+struct ReprocessCheck {
+    status: String,
+    order_status: Option<String>,
+    attention: Option<String>,
+    blocked_status: Option<String>,
+}
+
+impl ReprocessCheck {
+    /// Why the event may not be reprocessed, if it may not.
+    fn refusal(&self, id: i64) -> Option<String> {
+        // Needs attention from planning, not from a dead or held call: retrying or
+        // canceling the call is the fix for those.
+        let planning_needs_attention = self.order_status.as_deref() == Some("needs_attention")
+            && self.attention.is_some()
+            && self.blocked_status.is_none();
+        match self.status.as_str() {
+            "failed" => None,
+            "processed" if planning_needs_attention => None,
+            "processed" => Some(format!(
+                "event {id} is processed and its order does not need attention from planning"
+            )),
+            status => Some(format!(
+                "event {id} is {status}; only failed events and events of orders that need \
+                 attention can be reprocessed"
+            )),
+        }
+    }
+}
+
+/// Puts a failed event, or an event whose order planning left needing attention, back in
+/// the processor's queue, so it is planned again (after a catalog fix, say). The event's
+/// row stays locked from the check to the commit, so a processor applying it meanwhile is
+/// waited for.
+pub async fn reprocess(pool: &PgPool, id: i64) -> Result<Change<EventRecord>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let check: Option<ReprocessCheck> = sqlx::query_as(
+        "SELECT e.status, o.status AS order_status, o.attention, o.blocked_status
+         FROM events e LEFT JOIN orders o ON o.id = e.order_id
+         WHERE e.id = $1
+         FOR UPDATE OF e",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(check) = check else {
+        return Ok(Change::NotFound);
+    };
+    if let Some(reason) = check.refusal(id) {
+        return Ok(Change::Refused(reason));
+    }
+    let event = sqlx::query_as(&format!(
+        "UPDATE events e SET status = 'pending', next_attempt_at = now(), error = NULL,
+             processed_at = NULL
+         WHERE e.id = $1
+         RETURNING {RECORD_COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Change::Made(event))
 }

@@ -3,6 +3,7 @@
 pub mod calls;
 pub mod events;
 pub mod orders;
+pub mod stats;
 
 use std::time::Duration;
 
@@ -27,6 +28,23 @@ pub async fn prepare(database_url: &str, pool: &PgPool) -> anyhow::Result<()> {
         Postgres::create_database(database_url).await?;
     }
     sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
+}
+
+/// An operator's change to a row: made, or refused with the reason its state gives.
+#[derive(Debug)]
+pub enum Change<T> {
+    Made(T),
+    NotFound,
+    Refused(String),
+}
+
+/// Makes the transaction refuse every write, so a read-only operation (a dry run) cannot
+/// change anything, whatever the code inside it does.
+pub async fn read_only(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -1,7 +1,10 @@
 //! Orders: found through any Stripe id that leads to them, locked while an event applies.
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, PgPool};
+use utoipa::ToSchema;
 
 #[derive(Debug, FromRow)]
 pub struct OrderRow {
@@ -20,19 +23,30 @@ pub async fn lock_keys(conn: &mut PgConnection, links: &[String]) -> Result<(), 
     Ok(())
 }
 
-/// The order one of these keys leads to, locked for update; the oldest if several do.
+/// The order one of these keys leads to: the oldest if several do.
+const FIND_BY_LINKS: &str = "SELECT o.id, o.facts, o.provisioned FROM orders o
+     WHERE o.id = (SELECT min(order_id) FROM order_links WHERE stripe_key = ANY($1))";
+
+/// The order these keys lead to, locked for update.
 pub async fn find_for_update(
     conn: &mut PgConnection,
     links: &[String],
 ) -> Result<Option<OrderRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT o.id, o.facts, o.provisioned FROM orders o
-         WHERE o.id = (SELECT min(order_id) FROM order_links WHERE stripe_key = ANY($1))
-         FOR UPDATE",
-    )
-    .bind(links)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as(&format!("{FIND_BY_LINKS} FOR UPDATE"))
+        .bind(links)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The order these keys lead to, unlocked: for reads that change nothing.
+pub async fn find(
+    conn: &mut PgConnection,
+    links: &[String],
+) -> Result<Option<OrderRow>, sqlx::Error> {
+    sqlx::query_as(FIND_BY_LINKS)
+        .bind(links)
+        .fetch_optional(conn)
+        .await
 }
 
 pub async fn insert(conn: &mut PgConnection) -> Result<OrderRow, sqlx::Error> {
@@ -58,15 +72,16 @@ pub async fn link(
     Ok(())
 }
 
-/// A workspace already provisioned for this customer by another order.
+/// A workspace already provisioned for this customer by another order than `except_order`
+/// (`None` for an order not stored yet).
 pub async fn customer_workspace(
     conn: &mut PgConnection,
     customer: &str,
-    except_order: i64,
+    except_order: Option<i64>,
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT workspace_id FROM orders
-         WHERE stripe_customer = $1 AND id <> $2 AND workspace_id IS NOT NULL
+         WHERE stripe_customer = $1 AND id IS DISTINCT FROM $2 AND workspace_id IS NOT NULL
          ORDER BY id LIMIT 1",
     )
     .bind(customer)
@@ -160,4 +175,100 @@ pub async fn unblock_if_clear(conn: &mut PgConnection, order_id: i64) -> Result<
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Locks the order's row until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE")
+        .bind(order_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An order as operators see it in a list.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct OrderSummary {
+    pub id: i64,
+    #[schema(value_type = crate::plan::OrderStatus)]
+    pub status: String,
+    /// Why the order needs an operator, when it does.
+    pub attention: Option<String>,
+    /// The status to return to once no call of the order is dead or held.
+    #[schema(value_type = Option<crate::plan::OrderStatus>)]
+    pub blocked_status: Option<String>,
+    /// The Stripe customer id.
+    pub customer: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub workspace_id: Option<i64>,
+    /// Every Stripe id that leads to the order, with its kind: `sub:`, `cs:`, `pi:`,
+    /// `in:` or `ch:` and the id.
+    #[schema(example = json!(["cs:cs_test_123", "sub:sub_123"]))]
+    pub stripe_ids: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An order with what Stripe told us about it and what it has provisioned.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct OrderRecord {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub summary: OrderSummary,
+    /// What Stripe told us, folded from every event applied.
+    pub facts: Value,
+    /// What the order has set up in UChat, as far as its planned calls go.
+    pub provisioned: Value,
+}
+
+const SUMMARY_COLUMNS: &str = "o.id, o.status, o.attention, o.blocked_status,
+     o.stripe_customer AS customer, o.email, o.name, o.workspace_id,
+     ARRAY(SELECT l.stripe_key FROM order_links l WHERE l.order_id = o.id ORDER BY l.stripe_key)
+         AS stripe_ids,
+     o.created_at, o.updated_at";
+
+/// Which orders a list shows; `None` matches any.
+#[derive(Debug, Default)]
+pub struct OrderFilter<'a> {
+    pub status: Option<&'a str>,
+    /// Matched without regard to case.
+    pub email: Option<&'a str>,
+    pub customer: Option<&'a str>,
+    pub workspace_id: Option<i64>,
+}
+
+/// Orders, newest first, `before` an order id (the previous page's last), at most `limit`.
+pub async fn list(
+    pool: &PgPool,
+    filter: &OrderFilter<'_>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<OrderSummary>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM orders o
+         WHERE ($1::text IS NULL OR o.status = $1)
+           AND ($2::text IS NULL OR lower(o.email) = lower($2))
+           AND ($3::text IS NULL OR o.stripe_customer = $3)
+           AND ($4::bigint IS NULL OR o.workspace_id = $4)
+           AND ($5::bigint IS NULL OR o.id < $5)
+         ORDER BY o.id DESC LIMIT $6"
+    ))
+    .bind(filter.status)
+    .bind(filter.email)
+    .bind(filter.customer)
+    .bind(filter.workspace_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> Result<Option<OrderRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS}, o.facts, o.provisioned FROM orders o WHERE o.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }

@@ -1,17 +1,37 @@
 //! The one error type of the HTTP layer: each variant knows its status, and every
 //! response body is `{"error": "<short reason>"}`.
 
-use axum::http::StatusCode;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::processor::ApplyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// What was not found, e.g. `order 42`.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The resource's state does not allow the request; the reason says which state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("missing or wrong admin token")]
+    Unauthorized,
+    /// The service runs without `ADMIN_TOKEN`: operator routes are off.
+    #[error("admin disabled")]
+    AdminDisabled,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A read from Stripe's API failed in a way worth retrying.
+    #[error("{0}")]
+    Upstream(String),
     #[error("database unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -22,9 +42,32 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::AdminDisabled | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Every error response's body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A short reason, naming the parameter at fault where there is one.
+    #[schema(example = "order 42 not found")]
+    pub error: String,
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest(rejection.body_text())
         }
     }
 }
@@ -32,9 +75,28 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if crate::db::is_unavailable(&error) {
-            ApiError::Unavailable
-        } else {
-            ApiError::Internal(error.into())
+            return ApiError::Unavailable;
+        }
+        match error.as_database_error() {
+            // SQLSTATE class 22, data exception: every query binds its values, so this is
+            // a value from the request that Postgres cannot take (a NUL in a string, say).
+            Some(database) if database.code().is_some_and(|code| code.starts_with("22")) => {
+                ApiError::BadRequest(format!(
+                    "a value the database cannot store: {}",
+                    database.message()
+                ))
+            }
+            _ => ApiError::Internal(error.into()),
+        }
+    }
+}
+
+impl From<ApplyError> for ApiError {
+    fn from(error: ApplyError) -> Self {
+        match error {
+            ApplyError::Unusable(reason) => ApiError::BadRequest(reason),
+            ApplyError::RetryLater(reason) => ApiError::Upstream(reason),
+            ApplyError::Database(error) => error.into(),
         }
     }
 }
@@ -46,6 +108,14 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable => tracing::warn!("database unavailable"),
             _ => {}
         }
-        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+        let body = Json(ErrorBody {
+            error: self.to_string(),
+        });
+        if let ApiError::Unauthorized = self {
+            // RFC 6750: tell the client which scheme would be accepted.
+            let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+            return (self.status(), challenge, body).into_response();
+        }
+        (self.status(), body).into_response()
     }
 }

@@ -1,10 +1,14 @@
 //! Routes and the HTTP server. Handlers stay thin: they parse, call one thing, answer.
 
+mod admin;
+mod auth;
 mod error;
+mod extract;
 mod health;
 mod webhook;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::Request;
@@ -16,8 +20,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use admin::openapi;
 pub use error::ApiError;
 
+use crate::metrics::Metrics;
+use crate::processor::Processor;
 use crate::secret::Secret;
 
 /// Stripe events are a few KiB; anything near this is not one.
@@ -26,9 +33,15 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
-    pub webhook_secrets: std::sync::Arc<[Secret]>,
+    pub webhook_secrets: Arc<[Secret]>,
+    /// `None`: the operator API answers 503 "admin disabled".
+    pub admin_token: Option<Secret>,
+    pub metrics_public: bool,
+    pub metrics: Arc<Metrics>,
+    /// For dry runs: the processor's own reads and planning.
+    pub processor: Processor,
     /// Wakes the event processor when intake stores an event it acts on.
-    pub events_arrived: std::sync::Arc<tokio::sync::Notify>,
+    pub events_arrived: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,11 +69,22 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/stripe", post(webhook::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(admin::router(&state))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(trace)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.

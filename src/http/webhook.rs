@@ -1,41 +1,47 @@
 //! `POST /webhooks/stripe`: verify, store once, answer. Nothing here waits on UChat.
 
+use std::time::Instant;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::stripe::{decode, signature};
+use crate::stripe::decode::{self, Event};
+use crate::stripe::signature;
 
 pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            tracing::warn!("webhook rejected: body over the size limit");
-            ApiError::PayloadTooLarge
-        } else {
-            reject(rejection.body_text())
+    let started = Instant::now();
+    let (event, body) = match verify(&state, &headers, body) {
+        Ok(verified) => verified,
+        Err(error) => {
+            tracing::warn!(reason = %error, "webhook rejected");
+            state
+                .metrics
+                .record_webhook(UNVERIFIED, "rejected", started.elapsed());
+            return Err(error);
         }
-    })?;
-
-    let header = headers
-        .get("stripe-signature")
-        .map(|value| value.to_str().unwrap_or_default());
-    let now = chrono::Utc::now().timestamp();
-    signature::verify(header, &body, &state.webhook_secrets, now)
-        .map_err(|error| reject(error.to_string()))?;
-
-    let event = decode::parse_event(&body).map_err(|error| reject(error.to_string()))?;
+    };
     let raw_body = std::str::from_utf8(&body).expect("parse_event checked UTF-8");
     let acted_on = decode::acts_on(&event.event_type);
-    let new = crate::db::events::insert(&state.db, &event, raw_body, acted_on).await?;
+    let stored = crate::db::events::insert(&state.db, &event, raw_body, acted_on).await;
+    let outcome = match stored {
+        Ok(true) => "stored",
+        Ok(false) => "duplicate",
+        Err(_) => "error",
+    };
+    state
+        .metrics
+        .record_webhook(&event.event_type, outcome, started.elapsed());
+    let new = stored?;
     if new && acted_on {
         state.events_arrived.notify_one();
     }
@@ -49,8 +55,24 @@ pub async fn receive(
     Ok(Json(json!({ "received": true })))
 }
 
-/// One warn line per rejection; never the payload or the secret.
-fn reject(reason: String) -> ApiError {
-    tracing::warn!(%reason, "webhook rejected");
-    ApiError::BadRequest(reason)
+/// The event type label of a request refused before its signature was checked: its body
+/// says nothing we can trust.
+const UNVERIFIED: &str = "unverified";
+
+/// The authentic event in the body, with the body.
+fn verify(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Event, Bytes), ApiError> {
+    let body = body?;
+    let header = headers
+        .get("stripe-signature")
+        .map(|value| value.to_str().unwrap_or_default());
+    let now = chrono::Utc::now().timestamp();
+    signature::verify(header, &body, &state.webhook_secrets, now)
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let event =
+        decode::parse_event(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    Ok((event, body))
 }

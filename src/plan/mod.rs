@@ -65,6 +65,16 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status, for those who list them (the operator API's schema).
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Pending,
+        OrderStatus::Active,
+        OrderStatus::Paused,
+        OrderStatus::Canceled,
+        OrderStatus::Refunded,
+        OrderStatus::NeedsAttention,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "pending",

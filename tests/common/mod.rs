@@ -18,6 +18,7 @@ use uchat_billing::startup::Application;
 use uchat_billing::stripe::signature;
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_primary";
+pub const ADMIN_TOKEN: &str = "admin-test-token";
 
 /// Where the tests find Postgres; each test gets a database of its own there.
 fn server_url() -> String {
@@ -80,6 +81,8 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         stripe_api: None,
         settle: Duration::ZERO,
         delivery: None,
+        admin_token: Some(Secret::new(ADMIN_TOKEN)),
+        metrics_public: false,
         background_work: false,
     }
 }
@@ -209,6 +212,13 @@ impl TestApp {
         self.post_webhook(body.to_vec(), Some(&sign(body))).await
     }
 
+    /// Posts each event, signed, and checks it was accepted.
+    pub async fn post_stripe_events(&self, events: &[Vec<u8>]) {
+        for event in events {
+            assert_eq!(self.post_stripe_event(event).await.status(), 200);
+        }
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.address))
@@ -217,12 +227,43 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A request to the app with the admin token.
+    pub fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// `GET` with the admin token: the status and the JSON body.
+    pub async fn admin_get(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        json_answer(self.admin_request(reqwest::Method::GET, path)).await
+    }
+
+    /// `POST` of a JSON body with the admin token: the status and the JSON body.
+    pub async fn admin_post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        json_answer(self.admin_request(reqwest::Method::POST, path).json(body)).await
+    }
+
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&self.db)
             .await
             .unwrap()
     }
+}
+
+/// Sends the request; every answer of the app, error or not, is JSON.
+async fn json_answer(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = request.send().await.expect("request reaches the app");
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text}"));
+    (status, body)
 }
 
 pub fn samples_dir() -> PathBuf {

@@ -1,0 +1,26 @@
+//! `GET /metrics`: Prometheus' scrape.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+
+use crate::db::calls;
+use crate::http::{ApiError, AppState};
+use crate::metrics;
+
+/// Counters and histograms since start, and the delivery backlog as of now, in
+/// Prometheus' text format. Needs the admin token unless `METRICS_PUBLIC=true`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "stats",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+)]
+pub async fn scrape(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let backlog = calls::backlog(&state.db).await?;
+    Ok((
+        [(CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.render(&backlog),
+    ))
+}

@@ -1,0 +1,169 @@
+//! The operator API under `/admin`, and `/metrics`: read models over the pipeline's
+//! tables, and the few changes operators make (retry, cancel, reprocess).
+//!
+//! Each route is declared once, with its OpenAPI description (`routes!`), and both the
+//! router and the document are built from those declarations, so neither can have a
+//! route the other lacks (`clippy.toml` forbids the `OpenApiRouter` methods that would
+//! add an undocumented one).
+
+mod calls;
+mod dry_run;
+mod events;
+mod metrics;
+mod orders;
+mod page;
+mod stats;
+
+use std::sync::LazyLock;
+
+use axum::middleware::from_fn_with_state;
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::ErrorBody;
+use super::{auth, ApiError, AppState};
+use crate::db::Change;
+use crate::plan::OrderStatus;
+
+const PREFIX: &str = "/admin";
+
+/// The security scheme's name; `security(...)` below spells it out, as the macro needs.
+const SECURITY_SCHEME: &str = "admin_token";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "uchat-billing operator API",
+        description = "Did this customer get their workspace, and if not, why? Orders with \
+            their events and partner calls; retry, cancel and reprocess; a dry run of any \
+            Stripe event; counts and metrics. Every route needs `Authorization: Bearer \
+            <ADMIN_TOKEN>` (`/metrics` not when `METRICS_PUBLIC=true`); without \
+            `ADMIN_TOKEN` every route answers 503 \"admin disabled\"."
+    ),
+    modifiers(&BearerToken),
+    security(("admin_token" = [])),
+    // OrderStatus describes itself by hand, so it is listed here.
+    components(schemas(ErrorBody, OrderStatus)),
+    tags(
+        (name = "orders", description = "Orders and their timelines"),
+        (name = "calls", description = "Partner calls: list, retry, cancel"),
+        (name = "events", description = "Stripe events: reprocess, dry run"),
+        (name = "stats", description = "Counts, backlog and Prometheus metrics"),
+        (name = "meta", description = "This document"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, document: &mut Document) {
+        let scheme =
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        document
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(SECURITY_SCHEME, scheme);
+    }
+}
+
+fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(orders::list))
+        .routes(routes!(orders::show))
+        .routes(routes!(calls::list))
+        .routes(routes!(calls::retry))
+        .routes(routes!(calls::cancel))
+        .routes(routes!(events::reprocess))
+        .routes(routes!(dry_run::dry_run))
+        .routes(routes!(stats::show))
+        .routes(routes!(openapi_json))
+}
+
+fn metrics_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics::scrape))
+}
+
+/// The operator routes, each behind its access check.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let admin = Router::from(admin_routes())
+        .method_not_allowed_fallback(super::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::require_admin));
+    let metrics = Router::from(metrics_routes())
+        .method_not_allowed_fallback(super::method_not_allowed)
+        .layer(from_fn_with_state(
+            state.clone(),
+            auth::require_metrics_access,
+        ));
+    Router::new().nest(PREFIX, admin).merge(metrics)
+}
+
+/// The OpenAPI 3.1 document of the operator routes.
+pub fn openapi() -> Document {
+    let mut document = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest(PREFIX, admin_routes())
+        .merge(metrics_routes())
+        .into_openapi();
+    add_access_errors(&mut document);
+    document
+}
+
+/// Every route answers 401 without the token and 503 without `ADMIN_TOKEN`: added here
+/// rather than on each route, so no route can leave them out.
+fn add_access_errors(document: &mut Document) {
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            responses.insert("401".into(), error("Missing or wrong admin token").into());
+            responses.insert(
+                "503".into(),
+                error("Admin disabled, or the database is down").into(),
+            );
+        }
+    }
+}
+
+static DOCUMENT: LazyLock<Document> = LazyLock::new(openapi);
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document of the operator API", body = Object))
+)]
+async fn openapi_json() -> Json<&'static Document> {
+    Json(&DOCUMENT)
+}
+
+/// The answer to an operator's change: the changed row, or why there is none.
+fn changed<T>(change: Change<T>, what: impl FnOnce() -> String) -> Result<Json<T>, ApiError> {
+    match change {
+        Change::Made(row) => Ok(Json(row)),
+        Change::NotFound => Err(ApiError::NotFound(what())),
+        Change::Refused(reason) => Err(ApiError::Conflict(reason)),
+    }
+}
