@@ -20,13 +20,15 @@ pub struct ServiceProcess {
     client: reqwest::Client,
 }
 
-/// A loopback port nobody listens on now.
+/// A loopback port nobody uses now, below Linux's ephemeral range (32768 up), so no
+/// outgoing connection takes it while the service is down between two runs.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = rand::random::<u16>() % 12_000 + 20_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl ServiceProcess {
