@@ -47,6 +47,8 @@ Environment (also read from a .env file in the working directory):
   LEASE_SECS             How long a claimed call is a worker's before another may take it
                          back; must outlast a try (up to three partner requests)
                          [default: 4 x UCHAT_TIMEOUT_SECS + 10]
+  PROCESS_EVENTS         true: `serve` also applies events and delivers calls; false:
+                         intake only (another instance does the rest) [default: true]
   LOG_FORMAT             pretty | json [default: pretty]
   RUST_LOG               Log filter [default: info]";
 
@@ -66,8 +68,8 @@ pub struct Config {
     pub settle: Duration,
     /// Where and how to deliver partner calls; `None` without `UCHAT_API_TOKEN`.
     pub delivery: Option<Delivery>,
-    /// Run the event processor (and delivery, if configured) inside `serve`. Tests turn
-    /// it off to drive them themselves.
+    /// Run the event processor (and delivery, if configured) inside `serve`
+    /// (`PROCESS_EVENTS`). Tests turn it off to drive them themselves.
     pub background_work: bool,
 }
 
@@ -185,6 +187,15 @@ impl Config {
 
         let delivery = delivery(&get, &mut problems);
 
+        let background_work = match get("PROCESS_EVENTS").as_deref().map(str::trim) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(_) => {
+                problems.push("PROCESS_EVENTS must be `true` or `false`".to_owned());
+                true
+            }
+        };
+
         match catalog {
             Some(catalog) if problems.is_empty() => Ok(Config {
                 database_url: database_url(&get),
@@ -194,7 +205,7 @@ impl Config {
                 stripe_api,
                 settle,
                 delivery,
-                background_work: true,
+                background_work,
             }),
             _ => Err(ConfigErrors(problems)),
         }

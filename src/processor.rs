@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
 
 use crate::db::events::{ClaimedEvent, Outcome};
 use crate::db::{self, orders::OrderUpdate};
@@ -19,7 +20,8 @@ use crate::stripe::decode;
 
 /// Longest wait between tries of an event whose Stripe API read failed.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
-/// How often an idle processor looks for settled events.
+/// How often an idle processor looks for settled events it was not told about (stored by
+/// another process, or waiting out the settle delay).
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
@@ -28,6 +30,8 @@ pub struct Processor {
     catalog: Arc<Catalog>,
     stripe: Option<StripeApi>,
     settle: Duration,
+    /// Rung by intake in this process when it stores an event.
+    arrivals: Arc<Notify>,
 }
 
 /// What one step did.
@@ -78,7 +82,13 @@ impl Processor {
             catalog,
             stripe,
             settle,
+            arrivals: Arc::new(Notify::new()),
         }
+    }
+
+    /// Ring it when an event is stored: an idle processor then looks at once.
+    pub fn arrivals(&self) -> Arc<Notify> {
+        self.arrivals.clone()
     }
 
     /// Processes events until told to stop; database outages are waited out.
@@ -98,6 +108,7 @@ impl Processor {
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
+                _ = self.arrivals.notified() => {}
                 _ = stop.changed() => {}
             }
         }

@@ -14,6 +14,8 @@ use crate::processor::Processor;
 
 /// Connections the service keeps; intake holds one only for a single INSERT.
 const POOL_SIZE: u32 = 10;
+/// Events applied at once. An order's events still apply one at a time, in order.
+const PROCESSOR_LOOPS: usize = 4;
 
 pub struct Application {
     listener: TcpListener,
@@ -54,6 +56,7 @@ impl Application {
         let state = AppState {
             db,
             webhook_secrets: config.webhook_secrets.clone().into(),
+            events_arrived: processor.arrivals(),
         };
         Ok(Application {
             listener,
@@ -90,7 +93,9 @@ impl Application {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut background = tokio::task::JoinSet::new();
         if self.background_work {
-            background.spawn(self.processor.run(stopped.clone()));
+            for _ in 0..PROCESSOR_LOOPS {
+                background.spawn(self.processor.clone().run(stopped.clone()));
+            }
             match self.worker {
                 Some(worker) => {
                     background.spawn(worker.run(stopped));

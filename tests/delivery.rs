@@ -288,9 +288,16 @@ async fn a_refused_connection_is_retried_until_the_partner_is_back() {
         .queue_calls(Some(42), "ada@example.com", &[("pause", Value::Null)])
         .await;
     app.worker().deliver_due().await.unwrap();
-    assert_eq!(
-        app.call_states(order).await,
-        [("pause".into(), "pending".into(), 1)]
+    let (_, status, refused_tries) = app.call_states(order).await.remove(0);
+    assert_eq!(status, "pending");
+    let errors: Vec<String> = sqlx::query_scalar("SELECT error FROM attempts")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), refused_tries as usize);
+    assert!(
+        errors.iter().all(|e| e.to_lowercase().contains("connect")),
+        "{errors:?}"
     );
 
     let listener = std::net::TcpListener::bind(address).unwrap();
@@ -303,7 +310,7 @@ async fn a_refused_connection_is_retried_until_the_partner_is_back() {
     app.deliver_all().await;
     assert_eq!(
         app.call_states(order).await,
-        [("pause".into(), "succeeded".into(), 2)]
+        [("pause".into(), "succeeded".into(), refused_tries + 1)]
     );
 }
 

@@ -27,6 +27,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub db: PgPool,
     pub webhook_secrets: std::sync::Arc<[Secret]>,
+    /// Wakes the event processor when intake stores an event it acts on.
+    pub events_arrived: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -36,6 +36,9 @@ pub async fn receive(
     let raw_body = std::str::from_utf8(&body).expect("parse_event checked UTF-8");
     let acted_on = decode::acts_on(&event.event_type);
     let new = crate::db::events::insert(&state.db, &event, raw_body, acted_on).await?;
+    if new && acted_on {
+        state.events_arrived.notify_one();
+    }
     tracing::info!(
         event_id = %event.id,
         event_type = %event.event_type,
