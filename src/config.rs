@@ -44,6 +44,9 @@ Environment (also read from a .env file in the working directory):
   RETRY_BASE_SECS        Ceiling of the first retry wait; doubles each try [default: 150]
   RETRY_CAP_SECS         Longest retry wait [default: 86400]
   HELD_RETRY_SECS        Retry period of a call held for lack of partner credit [default: 900]
+  LEASE_SECS             How long a claimed call is a worker's before another may take it
+                         back; must outlast a try (up to three partner requests)
+                         [default: 4 x UCHAT_TIMEOUT_SECS + 10]
   PROCESS_EVENTS         true: `serve` also applies events and delivers calls; false:
                          intake only (another instance does the rest) [default: true]
   ADMIN_TOKEN            Bearer token for the operator API (/admin/...) and /metrics;
@@ -290,6 +293,21 @@ fn delivery(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -
         problems,
     ));
 
+    let lease = number(
+        get,
+        "LEASE_SECS",
+        settings.lease.as_secs(),
+        positive,
+        problems,
+    );
+    if lease <= timeout.as_secs() {
+        problems.push(format!(
+            "LEASE_SECS must be longer than UCHAT_TIMEOUT_SECS ({}): a claim must outlast a partner request",
+            timeout.as_secs()
+        ));
+    }
+    settings.lease = Duration::from_secs(lease);
+
     let token = get("UCHAT_API_TOKEN")?;
     let base = get("UCHAT_API_BASE").unwrap_or_else(|| DEFAULT_UCHAT_API_BASE.to_owned());
     match PartnerClient::new(base.trim(), Token::new(token.trim()), timeout) {
@@ -395,6 +413,33 @@ mod tests {
         assert!(text.contains("STRIPE_WEBHOOK_SECRET entry 2"));
         assert!(text.contains("LOG_FORMAT"));
         assert!(!text.contains("sk_live_oops"));
+    }
+
+    #[test]
+    fn the_lease_defaults_from_the_timeout_and_must_outlast_it() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut all = vec![
+                ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+                ("UCHAT_API_TOKEN", "token"),
+            ];
+            all.extend_from_slice(pairs);
+            Config::from_lookup(lookup(&all))
+        };
+        let lease = |config: Config| config.delivery.unwrap().settings.lease;
+        assert_eq!(
+            lease(with(&[("UCHAT_TIMEOUT_SECS", "2")]).unwrap()),
+            Duration::from_secs(18)
+        );
+        assert_eq!(
+            lease(with(&[("UCHAT_TIMEOUT_SECS", "2"), ("LEASE_SECS", "3")]).unwrap()),
+            Duration::from_secs(3)
+        );
+        let errors = with(&[("UCHAT_TIMEOUT_SECS", "2"), ("LEASE_SECS", "2")]).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert!(
+            errors.0[0].starts_with("LEASE_SECS must be longer"),
+            "{errors}"
+        );
     }
 
     #[test]

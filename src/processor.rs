@@ -161,7 +161,19 @@ impl Processor {
                 db::events::postpone(&self.db, event.id, &error, delay).await?;
                 tracing::warn!(event = event.id, %error, retry_in_s = delay.as_secs(), "event postponed");
             }
-            Err(ApplyError::Database(error)) => return Err(error).context("applying an event"),
+            Err(ApplyError::Database(error)) if db::is_unavailable(&error) => {
+                return Err(error).context("applying an event")
+            }
+            Err(ApplyError::Database(error)) => {
+                // The database refused something of this event's (a value too large for
+                // an index, say): trying it again at once would refuse it again and hold
+                // up every event after it. It waits, with the reason on record.
+                tx.rollback().await?;
+                let delay = retry_delay(event.attempts);
+                let error = format!("the database refused the event: {error}");
+                db::events::postpone(&self.db, event.id, &error, delay).await?;
+                tracing::error!(event = event.id, %error, retry_in_s = delay.as_secs(), "event postponed");
+            }
         }
         Ok(Step::Handled)
     }

@@ -184,9 +184,11 @@ fn signature_cases(body: &[u8]) -> Vec<Case> {
             body: body.to_vec(),
             status: 400,
         },
+        // Not 301: the service's clock moves on while the cases run, and a second
+        // passing would bring it within the tolerance (the unit tests pin the edge).
         Case {
-            name: "timestamp 301 s in the future",
-            header: Some(format!("t={},v1={}", t + 301, v1(&primary, t + 301, body))),
+            name: "timestamp 310 s in the future",
+            header: Some(format!("t={},v1={}", t + 310, v1(&primary, t + 310, body))),
             body: body.to_vec(),
             status: 400,
         },

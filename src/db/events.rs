@@ -7,9 +7,11 @@ use utoipa::ToSchema;
 
 use super::Change;
 
-use crate::stripe::decode::Event;
+use crate::stripe::decode::{self, Event};
 
 /// Stores an event unless one with its id is already stored. Returns whether it was new.
+/// The raw body is kept byte for byte; its `jsonb` copy lacks any NUL (see
+/// [`decode::storable_json`]).
 pub async fn insert(
     pool: &PgPool,
     event: &Event,
@@ -21,7 +23,7 @@ pub async fn insert(
         "INSERT INTO events
              (stripe_event_id, event_type, api_version, livemode, stripe_created, raw_body, payload,
               status, order_keys)
-         VALUES ($1, $2, $3, $4, $5, $6, $6::jsonb, $7, $8)
+         VALUES ($1, $2, $3, $4, $5, $6, $9::jsonb, $7, $8)
          ON CONFLICT (stripe_event_id) DO NOTHING",
     )
     .bind(&event.id)
@@ -32,6 +34,7 @@ pub async fn insert(
     .bind(raw_body)
     .bind(status)
     .bind(event.order_links())
+    .bind(decode::storable_json(raw_body).as_ref())
     .execute(pool)
     .await?
     .rows_affected();

@@ -8,6 +8,8 @@
 //! `Value`'s non-panicking `Index`, a missing or mistyped field reads as absent, and only the
 //! few fields a signal cannot do without become a [`DecodeError`].
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::domain::{
@@ -69,7 +71,13 @@ pub struct Event {
     pub object: Value,
 }
 
-/// Reads the envelope of a webhook body: a UTF-8 JSON object with string `id` and `type`.
+/// Stripe ids are at most this long; a longer one is no Stripe id (and would not fit a
+/// Postgres index entry).
+pub const MAX_ID_BYTES: usize = 255;
+
+/// Reads the envelope of a webhook body: a UTF-8 JSON object with string `id` (at most
+/// [`MAX_ID_BYTES`]) and `type`. NUL characters, which Postgres cannot store, are dropped
+/// from every string.
 pub fn parse_event(raw: &[u8]) -> Result<Event, DecodeError> {
     let malformed = |reason: &str| DecodeError::Malformed(reason.to_owned());
     let body =
@@ -79,7 +87,13 @@ pub fn parse_event(raw: &[u8]) -> Result<Event, DecodeError> {
     if !envelope.is_object() {
         return Err(malformed("body is not a JSON object"));
     }
+    if has_nul_escape(body) {
+        drop_nuls(&mut envelope);
+    }
     let id = text(&envelope["id"]).ok_or_else(|| malformed("string `id` missing"))?;
+    if id.len() > MAX_ID_BYTES {
+        return Err(malformed("`id` is longer than a Stripe id"));
+    }
     let event_type = text(&envelope["type"]).ok_or_else(|| malformed("string `type` missing"))?;
     // Take `data.object` out rather than clone it: it is most of the body. `get_mut`, not
     // `IndexMut`, because the latter panics when `data` is not an object.
@@ -96,6 +110,46 @@ pub fn parse_event(raw: &[u8]) -> Result<Event, DecodeError> {
         livemode: flag(&envelope["livemode"]),
         object,
     })
+}
+
+/// The body as Postgres' `jsonb` takes it: unchanged, unless it has `\u0000` escapes,
+/// which `jsonb` refuses; then re-written without the NULs, as [`parse_event`] reads it.
+pub fn storable_json(raw: &str) -> Cow<'_, str> {
+    if !has_nul_escape(raw) {
+        return Cow::Borrowed(raw);
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(mut value) => {
+            drop_nuls(&mut value);
+            Cow::Owned(value.to_string())
+        }
+        Err(_) => Cow::Borrowed(raw),
+    }
+}
+
+/// Whether JSON text may hold a NUL: only as the escape `\u0000`, since a raw NUL byte
+/// is not valid JSON.
+fn has_nul_escape(json: &str) -> bool {
+    json.contains("\\u0000")
+}
+
+/// Removes NUL characters from every string and key.
+fn drop_nuls(value: &mut Value) {
+    match value {
+        Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
+        Value::Array(items) => items.iter_mut().for_each(drop_nuls),
+        Value::Object(map) if map.keys().any(|k| k.contains('\0')) => {
+            *map = std::mem::take(map)
+                .into_iter()
+                .map(|(key, mut child)| {
+                    drop_nuls(&mut child);
+                    (key.replace('\0', ""), child)
+                })
+                .collect();
+        }
+        Value::Object(map) => map.values_mut().for_each(drop_nuls),
+        _ => {}
+    }
 }
 
 impl Event {
@@ -333,9 +387,14 @@ fn dispute(o: &Value) -> Result<Dispute, String> {
 
 // Small readers shared by the decoders. Each treats a missing or mistyped field as absent.
 
-/// A field the signal cannot do without.
+/// A field the signal cannot do without: an id or a status, at most [`MAX_ID_BYTES`].
 fn required(o: &Value, field: &str) -> Result<String, String> {
-    text(&o[field]).ok_or_else(|| format!("data.object.{field} missing"))
+    short(&o[field]).ok_or_else(|| format!("data.object.{field} missing"))
+}
+
+/// A string no longer than a Stripe id; anything longer is no id.
+fn short(v: &Value) -> Option<String> {
+    text(v).filter(|s| s.len() <= MAX_ID_BYTES)
 }
 
 /// A string, trimmed; empty strings and non-strings are absent.
@@ -347,8 +406,8 @@ fn text(v: &Value) -> Option<String> {
 /// An id, given as `"id"` or, when the field was expanded, as an object with an `id`.
 fn id_of(v: &Value) -> Option<String> {
     match v {
-        Value::Object(_) => text(&v["id"]),
-        _ => text(v),
+        Value::Object(_) => short(&v["id"]),
+        _ => short(v),
     }
 }
 
@@ -1107,6 +1166,38 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn nuls_postgres_cannot_store_are_dropped_everywhere() {
+        let raw = br#"{"id":"evt_\u00001","type":"customer.subscription.updated","data":{"object":
+            {"id":"sub_\u00001","status":"active","customer":"cus_1","items":{"data":[]},
+             "metadata":{"k\u0000":"v\u0000"}}}}"#;
+        let event = parse_event(raw).unwrap();
+        assert_eq!(event.id, "evt_1");
+        assert_eq!(event.object["metadata"], json!({"k": "v"}));
+        assert_eq!(event.order_links(), ["sub:sub_1"]);
+        let stored = storable_json(std::str::from_utf8(raw).unwrap());
+        assert!(!stored.contains("\\u0000"));
+        assert_eq!(json_of(&stored)["id"], "evt_1");
+        // Bodies without the escape are stored as they came.
+        let plain = r#"{"id": "evt_1", "type": "x"}"#;
+        assert!(matches!(storable_json(plain), Cow::Borrowed(s) if s == plain));
+    }
+
+    #[test]
+    fn ids_longer_than_stripe_ids_are_not_ids() {
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        let body = json!({"id": format!("evt_{long}"), "type": "invoice.paid"});
+        assert!(matches!(
+            parse_event(body.to_string().as_bytes()),
+            Err(DecodeError::Malformed(_))
+        ));
+        let event = envelope(
+            "customer.subscription.updated",
+            json!({"id": long, "status": "active", "customer": long, "items": {"data": []}}),
+        );
+        assert!(matches!(decode(&event), Err(DecodeError::Unusable { .. })));
     }
 
     #[test]

@@ -80,7 +80,8 @@ pub fn verify(
     if !matched {
         return Err(SignatureError::NoMatch);
     }
-    if (now - header.timestamp).abs() > TOLERANCE_SECS {
+    // `abs_diff`: a signed timestamp near either end of i64 must not overflow.
+    if now.abs_diff(header.timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::StaleTimestamp);
     }
     Ok(())
@@ -141,6 +142,18 @@ mod tests {
             ("t=12,v1=zz", NoV1Signature),
         ] {
             assert_eq!(SignatureHeader::parse(header), Err(expected), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_time_are_stale_not_an_overflow() {
+        for (timestamp, now) in [(i64::MIN, NOW), (i64::MAX, -NOW), (i64::MIN, i64::MAX)] {
+            let header = header_for(&secret(), timestamp, BODY);
+            assert_eq!(
+                verify(Some(&header), BODY, &[secret()], now),
+                Err(SignatureError::StaleTimestamp),
+                "t={timestamp} now={now}"
+            );
         }
     }
 

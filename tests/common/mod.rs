@@ -1,6 +1,9 @@
 //! `spawn_app`: the real service on port 0, against a fresh database of its own.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod db_proxy;
+pub mod redelivery;
+pub mod service;
 pub mod story;
 
 use std::path::PathBuf;
@@ -24,6 +27,16 @@ pub const ADMIN_TOKEN: &str = "admin-test-token";
 fn server_url() -> String {
     std::env::var("TEST_DATABASE_SERVER")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// The `host:port` the tests' Postgres listens on.
+pub fn database_server_address() -> String {
+    let url = reqwest::Url::parse(&server_url()).expect("TEST_DATABASE_SERVER is a URL");
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    )
 }
 
 pub struct TestApp {
@@ -92,7 +105,11 @@ pub const PARTNER_TOKEN: &str = "partner-test-token";
 /// Delivery to a partner at `base`, with time scaled down: a short request timeout and
 /// retry waits in milliseconds.
 pub fn delivery_to(base: &str) -> Delivery {
-    let timeout = Duration::from_millis(500);
+    delivery_with_timeout(base, Duration::from_millis(500))
+}
+
+/// [`delivery_to`] with another partner request timeout; the lease is four of them.
+pub fn delivery_with_timeout(base: &str, timeout: Duration) -> Delivery {
     let mut settings = DeliverySettings::for_timeout(timeout);
     settings.retry = RetryPolicy {
         max_attempts: 5,
@@ -102,7 +119,7 @@ pub fn delivery_to(base: &str) -> Delivery {
     settings.held_retry = Duration::from_millis(100);
     settings.max_poll = Duration::from_millis(100);
     // Longer than one try (up to three requests), short enough for crash tests.
-    settings.lease = Duration::from_secs(2);
+    settings.lease = timeout * 4;
     Delivery {
         partner: PartnerClient::new(base, Token::new(PARTNER_TOKEN), timeout).unwrap(),
         settings,
@@ -421,5 +438,37 @@ impl TestApp {
         .fetch_all(&self.db)
         .await
         .unwrap()
+    }
+}
+
+/// Waits until every stored event has been applied and every planned call has succeeded,
+/// failing at once on a dead call, and after `timeout` with what is left.
+pub async fn wait_until_all_delivered(db: &PgPool, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT 'event', status, count(*) FROM events WHERE status IN ('pending', 'failed') GROUP BY status
+             UNION ALL
+             SELECT 'call', status, count(*) FROM partner_calls WHERE status <> 'succeeded' GROUP BY status",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap();
+        if left.is_empty() {
+            return;
+        }
+        let broken: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT kind, last_error FROM partner_calls WHERE status = 'dead'
+             UNION ALL SELECT event_type, error FROM events WHERE status = 'failed'",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap();
+        assert!(broken.is_empty(), "dead calls or failed events: {broken:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unfinished after {timeout:?}: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -10,6 +10,40 @@ pub const SUBSCRIPTION: &str = "sub_story";
 pub const EMAIL: &str = "ada@example.com";
 pub const NAME: &str = "Ada Lovelace";
 
+/// Who buys, and the Stripe ids of their subscription sale.
+#[derive(Clone, Debug)]
+pub struct Buyer {
+    pub customer: String,
+    pub subscription: String,
+    pub checkout_session: String,
+    pub email: String,
+    pub name: String,
+}
+
+impl Buyer {
+    /// Ada, the buyer of the one-sale stories.
+    pub fn story() -> Buyer {
+        Buyer {
+            customer: CUSTOMER.into(),
+            subscription: SUBSCRIPTION.into(),
+            checkout_session: "cs_story_subscription".into(),
+            email: EMAIL.into(),
+            name: NAME.into(),
+        }
+    }
+
+    /// Buyer number `n` of many, each with ids and an email of their own.
+    pub fn numbered(n: usize) -> Buyer {
+        Buyer {
+            customer: format!("cus_buyer{n}"),
+            subscription: format!("sub_buyer{n}"),
+            checkout_session: format!("cs_buyer{n}"),
+            email: format!("buyer{n}@example.com"),
+            name: format!("Buyer {n}"),
+        }
+    }
+}
+
 fn from_sample(file: &str, id: &str, event_type: &str, created: i64) -> Value {
     let mut event: Value = serde_json::from_slice(&sample(file)).unwrap();
     event["id"] = json!(id);
@@ -50,8 +84,19 @@ impl Sub {
     }
 }
 
-/// `customer.subscription.*`, from the 2020-era sample.
+/// `customer.subscription.*` for the story's subscription, from the 2020-era sample.
 pub fn subscription(id: &str, event_type: &str, created: i64, sub: &Sub) -> Vec<u8> {
+    subscription_of(&Buyer::story(), id, event_type, created, sub)
+}
+
+/// `customer.subscription.*` for `buyer`'s subscription, from the 2020-era sample.
+pub fn subscription_of(
+    buyer: &Buyer,
+    id: &str,
+    event_type: &str,
+    created: i64,
+    sub: &Sub,
+) -> Vec<u8> {
     let mut event = from_sample(
         "customer.subscription.updated.json",
         id,
@@ -69,12 +114,12 @@ pub fn subscription(id: &str, event_type: &str, created: i64, sub: &Sub) -> Vec<
             item["price"]["id"] = json!(price);
             item["plan"]["id"] = json!(price);
             item["quantity"] = json!(quantity);
-            item["subscription"] = json!(SUBSCRIPTION);
+            item["subscription"] = json!(buyer.subscription);
             item
         })
         .collect();
-    object["id"] = json!(SUBSCRIPTION);
-    object["customer"] = json!(CUSTOMER);
+    object["id"] = json!(buyer.subscription);
+    object["customer"] = json!(buyer.customer);
     object["status"] = json!(sub.status);
     object["items"]["data"] = json!(items);
     object["cancel_at_period_end"] = json!(sub.cancel_at_period_end);
@@ -113,6 +158,11 @@ pub fn invoice(
 
 /// `checkout.session.completed` in subscription mode, for the story's subscription.
 pub fn subscription_checkout(id: &str, created: i64) -> Vec<u8> {
+    subscription_checkout_of(&Buyer::story(), id, created)
+}
+
+/// `checkout.session.completed` in subscription mode, for `buyer`'s subscription.
+pub fn subscription_checkout_of(buyer: &Buyer, id: &str, created: i64) -> Vec<u8> {
     let mut event = from_sample(
         "checkout.session.completed.json",
         id,
@@ -120,13 +170,13 @@ pub fn subscription_checkout(id: &str, created: i64) -> Vec<u8> {
         created,
     );
     let object = &mut event["data"]["object"];
-    object["id"] = json!("cs_story_subscription");
+    object["id"] = json!(buyer.checkout_session);
     object["mode"] = json!("subscription");
-    object["subscription"] = json!(SUBSCRIPTION);
+    object["subscription"] = json!(buyer.subscription);
     object["payment_intent"] = Value::Null;
-    object["customer"] = json!(CUSTOMER);
-    object["customer_details"]["email"] = json!(EMAIL);
-    object["customer_details"]["name"] = json!(NAME);
+    object["customer"] = json!(buyer.customer);
+    object["customer_details"]["email"] = json!(buyer.email);
+    object["customer_details"]["name"] = json!(buyer.name);
     bytes(event)
 }
 
