@@ -470,11 +470,12 @@ async fn malformed_list_parameters_are_400_naming_the_parameter() {
             "{query}: {error}"
         );
     }
-    // A value Postgres cannot store, in a body, is the client's mistake too.
+    // A NUL, which Postgres cannot store, is dropped from ids as intake drops it: the dry
+    // run still answers.
     let mut event: Value = serde_json::from_slice(&upgrade()).unwrap();
     event["data"]["object"]["id"] = json!("sub_\u{0}");
     let (status, body) = dry_run(&app, &serde_json::to_vec(&event).unwrap()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app.admin_get("/admin/calls?status=finished").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
