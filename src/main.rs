@@ -137,7 +137,10 @@ async fn work(delivery: Delivery) -> anyhow::Result<()> {
     let pool = db::pool(&url, delivery.settings.concurrency as u32 + 2)?;
     db::prepare(&url, &pool).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(Worker::new(pool, delivery.partner, delivery.settings).run(stopped));
+    // A worker alone serves no /metrics: its tries are in the attempts table.
+    let metrics = Default::default();
+    let worker = Worker::new(pool, delivery.partner, delivery.settings, metrics);
+    let worker = tokio::spawn(worker.run(stopped));
     startup::shutdown_signal().await;
     let _ = stop.send(true);
     worker.await?;

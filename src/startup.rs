@@ -53,20 +53,21 @@ impl Application {
             config.stripe_api.clone(),
             config.settle,
         );
+        let metrics = Arc::new(Metrics::default());
         let worker = config.delivery.as_ref().map(|delivery| {
             Worker::new(
                 db.clone(),
                 delivery.partner.clone(),
                 delivery.settings.clone(),
+                metrics.clone(),
             )
         });
         let state = AppState {
             db,
             webhook_secrets: config.webhook_secrets.clone().into(),
-            events_arrived: processor.arrivals(),
             admin_token: config.admin_token.clone(),
             metrics_public: config.metrics_public,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             processor: processor.clone(),
         };
         Ok(Application {

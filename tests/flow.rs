@@ -70,4 +70,21 @@ async fn a_subscription_story_provisions_the_sandbox_end_to_end() {
     assert_eq!(workspace.addons.get("bot"), Some(&2));
     assert!(workspace.is_paused);
     assert!(!workspace.auto_renew);
+
+    // The tries are counted in /metrics, by kind and outcome.
+    let metrics = app
+        .admin_request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"uchat_billing_partner_calls_total{kind="create",outcome="succeeded"} 1"#,
+        r#"uchat_billing_partner_calls_total{kind="pause",outcome="succeeded"} 1"#,
+        r#"uchat_billing_webhooks_total{type="customer.subscription.created",outcome="stored"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
 }

@@ -168,7 +168,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn outcome(&self) -> &'static str {
+    /// The try's outcome, as the attempts table and the metrics name it.
+    pub fn outcome(&self) -> &'static str {
         match self {
             Verdict::Succeeded {
                 already_applied: true,

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 pub use retry::RetryPolicy;
 
 use crate::db::calls::{self, AttemptRecord, ClaimedCall, Verdict};
+use crate::metrics::Metrics;
 use crate::partner::{PartnerClient, PartnerError, Reply};
 
 /// How often a running worker takes back calls whose lease expired.
@@ -65,6 +66,7 @@ pub struct Worker {
     settings: Arc<DeliverySettings>,
     /// Rung when a call finishes, so the next call of its order runs at once.
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 /// What a successful try did.
@@ -98,12 +100,18 @@ impl Done {
 }
 
 impl Worker {
-    pub fn new(db: PgPool, partner: PartnerClient, settings: DeliverySettings) -> Worker {
+    pub fn new(
+        db: PgPool,
+        partner: PartnerClient,
+        settings: DeliverySettings,
+        metrics: Arc<Metrics>,
+    ) -> Worker {
         Worker {
             db,
             partner,
             settings: Arc::new(settings),
             wake: Arc::new(Notify::new()),
+            metrics,
         }
     }
 
@@ -228,6 +236,8 @@ impl Worker {
         let result = self.perform(&call).await;
         let duration = clock.elapsed();
         let (attempt, verdict) = self.judge(&call, result, started_at, duration);
+        self.metrics
+            .record_partner_call(&call.kind, verdict.outcome(), duration);
         match &verdict {
             Verdict::Succeeded {
                 already_applied, ..

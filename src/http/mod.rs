@@ -40,8 +40,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// For dry runs: the processor's own reads and planning.
     pub processor: Processor,
-    /// Wakes the event processor when intake stores an event it acts on.
-    pub events_arrived: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -43,7 +43,7 @@ pub async fn receive(
         .record_webhook(&event.event_type, outcome, started.elapsed());
     let new = stored?;
     if new && acted_on {
-        state.events_arrived.notify_one();
+        state.processor.arrivals().notify_one();
     }
     tracing::info!(
         event_id = %event.id,
