@@ -39,7 +39,9 @@ ALTER TABLE events
     ADD COLUMN next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now();
 
 -- The partner calls an order needs, in order. The delivery worker runs them.
-CREATE INDEX events_pending_keys ON events USING gin (order_keys) WHERE status = 'pending';
+-- fastupdate off: lookups must not scan a pending list that constant inserts keep long.
+CREATE INDEX events_pending_keys ON events USING gin (order_keys) WITH (fastupdate = off)
+    WHERE status = 'pending';
 
 CREATE TABLE partner_calls (
     id               BIGSERIAL PRIMARY KEY,

@@ -288,11 +288,13 @@ impl Processor {
         };
         facts.apply(stamp, signal);
         self.complete_contact(&mut facts, stamp).await?;
-        if let Some(customer) = facts.customer() {
-            if facts.customer_workspace.is_none() {
-                facts.customer_workspace =
-                    db::orders::customer_workspace(conn, customer, order.map(|o| o.id)).await?;
-            }
+        // An order with a workspace of its own needs no other order's.
+        let has_workspace = provisioned.workspace != Workspace::None;
+        if let (Some(customer), None, false) =
+            (facts.customer(), facts.customer_workspace, has_workspace)
+        {
+            facts.customer_workspace =
+                db::orders::customer_workspace(conn, customer, order.map(|o| o.id)).await?;
         }
         let plan = plan::plan(&facts, &provisioned, &self.catalog);
         Ok((facts, plan))

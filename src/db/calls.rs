@@ -111,11 +111,13 @@ pub async fn reclaim_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(reclaimed)
 }
 
-/// How long until the next pending or held call falls due, if any is scheduled.
+/// How long until the next scheduled retry of a pending or held call, if any.
 pub async fn next_due_in(pool: &PgPool) -> Result<Option<Duration>, sqlx::Error> {
     let seconds: Option<f64> = sqlx::query_scalar(
-        "SELECT GREATEST(EXTRACT(EPOCH FROM min(next_attempt_at) - now()), 0)::float8
-         FROM partner_calls WHERE status IN ('pending', 'held')",
+        // Only future tries: a call due now but not claimed waits behind an earlier call
+        // of its order, whose end wakes the workers.
+        "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8
+         FROM partner_calls WHERE status IN ('pending', 'held') AND next_attempt_at > now()",
     )
     .fetch_one(pool)
     .await?;

@@ -164,12 +164,18 @@ pub async fn block(
     Ok(())
 }
 
-/// Once no call of the order is dead or held, it shows its planned status again.
+/// A call of the order finished, succeeded or was let go: once no call of the order is
+/// dead or held, it shows its planned status again; and the workers wake, since the
+/// order's next call may run now (in this process or another).
 pub async fn unblock_if_clear(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE orders SET status = blocked_status, blocked_status = NULL, attention = NULL, updated_at = now()
-         WHERE id = $1 AND blocked_status IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM partner_calls WHERE order_id = $1 AND status IN ('dead', 'held'))",
+        "WITH unblocked AS (
+             UPDATE orders SET status = blocked_status, blocked_status = NULL, attention = NULL,
+                 updated_at = now()
+             WHERE id = $1 AND blocked_status IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM partner_calls WHERE order_id = $1 AND status IN ('dead', 'held'))
+         )
+         SELECT pg_notify('partner_calls', '')",
     )
     .bind(order_id)
     .execute(conn)
