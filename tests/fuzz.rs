@@ -108,18 +108,10 @@ fn any_event_id() -> impl Strategy<Value = String> {
 
 /// The real samples, each an event envelope.
 fn samples() -> Vec<Value> {
-    [
-        "checkout.session.completed.json",
-        "invoice.paid.json",
-        "customer.subscription.updated.json",
-        "customer.subscription.deleted.json",
-        "charge.refunded.json",
-        "refund.created.json",
-        "charge.dispute.created.json",
-    ]
-    .iter()
-    .map(|name| serde_json::from_slice(&sample(name)).unwrap())
-    .collect()
+    EVENT_SAMPLES
+        .iter()
+        .map(|name| serde_json::from_slice(&sample(name)).unwrap())
+        .collect()
 }
 
 /// JSON pointers to every node of `v`.

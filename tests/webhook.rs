@@ -8,16 +8,6 @@ use serde_json::{json, Value};
 use uchat_billing::secret::Secret;
 use uchat_billing::stripe::signature;
 
-const EVENT_SAMPLES: &[&str] = &[
-    "checkout.session.completed.json",
-    "invoice.paid.json",
-    "customer.subscription.updated.json",
-    "customer.subscription.deleted.json",
-    "charge.refunded.json",
-    "refund.created.json",
-    "charge.dispute.created.json",
-];
-
 /// Every sample, both API eras, as the bytes Stripe would post.
 fn all_samples() -> Vec<Vec<u8>> {
     let mut bodies: Vec<Vec<u8>> = EVENT_SAMPLES.iter().map(|name| sample(name)).collect();

@@ -287,6 +287,18 @@ pub fn samples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stripe")
 }
 
+/// The samples that are whole Stripe events (the others are a bare object, a fixture set
+/// and a signature vector).
+pub const EVENT_SAMPLES: &[&str] = &[
+    "checkout.session.completed.json",
+    "invoice.paid.json",
+    "customer.subscription.updated.json",
+    "customer.subscription.deleted.json",
+    "charge.refunded.json",
+    "refund.created.json",
+    "charge.dispute.created.json",
+];
+
 /// A sample's exact bytes.
 pub fn sample(name: &str) -> Vec<u8> {
     std::fs::read(samples_dir().join(name)).unwrap_or_else(|e| panic!("sample {name}: {e}"))
