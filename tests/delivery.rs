@@ -352,12 +352,7 @@ async fn a_422_is_dead_after_one_attempt_and_the_later_calls_never_run() {
             ("pause".into(), "pending".into(), 0)
         ]
     );
-    let (status, attention): (String, Option<String>) =
-        sqlx::query_as("SELECT status, attention FROM orders WHERE id = $1")
-            .bind(order)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let (status, attention) = app.order_status(Some(order)).await;
     assert_eq!(status, "needs_attention");
     assert!(attention.unwrap().contains("The selected plan is invalid."));
 }
@@ -390,11 +385,7 @@ async fn lack_of_partner_credit_holds_the_call_until_the_partner_tops_up() {
         ("change-plan".into(), "held".into(), 0),
         "a hold spends no attempt"
     );
-    let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
-        .bind(order)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let (status, _) = app.order_status(Some(order)).await;
     assert_eq!(status, "needs_attention");
 
     sandbox.set_credit(1000.0);
@@ -404,11 +395,7 @@ async fn lack_of_partner_credit_holds_the_call_until_the_partner_tops_up() {
         app.call_states(order).await[1],
         ("change-plan".into(), "succeeded".into(), 1)
     );
-    let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
-        .bind(order)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let (status, _) = app.order_status(Some(order)).await;
     assert_eq!(status, "active", "the order completes by itself");
     assert_eq!(sandbox.workspaces()[0].plan, "business");
 }

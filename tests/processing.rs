@@ -269,11 +269,7 @@ async fn an_unknown_price_puts_the_order_on_hold_and_acknowledges_the_event() {
     .await;
     app.process_events().await;
     assert_eq!(app.queued_calls().await, vec![]);
-    let (status, attention): (String, Option<String>) =
-        sqlx::query_as("SELECT status, attention FROM orders")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let (status, attention) = app.order_status(None).await;
     assert_eq!(status, "needs_attention");
     assert!(attention.unwrap().contains("price_not_in_catalog"));
     let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM events ORDER BY id")
@@ -372,11 +368,7 @@ async fn without_an_email_the_order_waits_for_an_operator() {
     .await;
     app.process_events().await;
     assert_eq!(app.queued_calls().await, vec![]);
-    let (status, attention): (String, Option<String>) =
-        sqlx::query_as("SELECT status, attention FROM orders")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let (status, attention) = app.order_status(None).await;
     assert_eq!(status, "needs_attention");
     assert!(attention.unwrap().contains("email"));
 }

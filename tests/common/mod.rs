@@ -431,6 +431,16 @@ impl TestApp {
         }
     }
 
+    /// An order's status and the reason it needs attention, if it does; `None` for the
+    /// only order there is.
+    pub async fn order_status(&self, order_id: Option<i64>) -> (String, Option<String>) {
+        sqlx::query_as("SELECT status, attention FROM orders WHERE $1::bigint IS NULL OR id = $1")
+            .bind(order_id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
     /// (kind, status, attempts) of an order's calls, in order.
     pub async fn call_states(&self, order_id: i64) -> Vec<(String, String, i32)> {
         sqlx::query_as("SELECT kind, status, attempts FROM partner_calls WHERE order_id = $1 ORDER BY position")
