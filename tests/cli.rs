@@ -57,9 +57,15 @@ fn bad_configuration_exits_2_naming_every_problem() {
 #[tokio::test]
 async fn migrate_creates_the_database_and_serve_stops_cleanly_on_sigterm() {
     let database = common::fresh_database().await;
-    // A name that does not exist yet: the service must create it.
-    let created = format!("{}_created", database.name);
-    let url = database.url.replace(&database.name, &created);
+    // A name that does not exist yet, so the service must create it; the guard drops it
+    // even if the test fails.
+    let created = common::TestDatabase {
+        url: database
+            .url
+            .replace(&database.name, &format!("{}_created", database.name)),
+        name: format!("{}_created", database.name),
+    };
+    let url = created.url.clone();
     let status = command()
         .arg("migrate")
         .env("DATABASE_URL", &url)
@@ -96,7 +102,6 @@ async fn migrate_creates_the_database_and_serve_stops_cleanly_on_sigterm() {
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
-    common::drop_database(&created);
 }
 
 #[test]
