@@ -495,26 +495,6 @@ async fn queue_orders(app: &TestApp, orders: usize) -> Vec<i64> {
     ids
 }
 
-/// Waits until every call has succeeded.
-async fn wait_until_all_succeeded(app: &TestApp, timeout: Duration) {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let left: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM partner_calls WHERE status <> 'succeeded'")
-                .fetch_one(&app.db)
-                .await
-                .unwrap();
-        if left == 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{left} calls unfinished"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Each workspace's writes, as the sandbox received them, named by kind.
 fn writes_per_workspace(
     sandbox: &uchat_billing::sandbox::SandboxHandle,
@@ -553,7 +533,7 @@ async fn each_order_reaches_the_partner_in_plan_order_while_orders_run_in_parall
     queue_orders(&app, 200).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(app.worker().clone().run(stopped));
-    wait_until_all_succeeded(&app, Duration::from_secs(120)).await;
+    wait_until_all_delivered(&app.db, Duration::from_secs(120)).await;
     stop.send(true).unwrap();
     worker.await.unwrap();
 
@@ -607,7 +587,7 @@ async fn a_worker_killed_mid_call_loses_and_doubles_nothing() {
 
     // Another worker takes the calls back once their leases expire, and finishes.
     app.deliver_all().await;
-    wait_until_all_succeeded(&app, Duration::from_secs(60)).await;
+    wait_until_all_delivered(&app.db, Duration::from_secs(60)).await;
     let workspaces = sandbox.workspaces();
     assert_eq!(workspaces.len(), 20, "one workspace per order");
     for workspace in &workspaces {
@@ -650,7 +630,7 @@ async fn two_worker_processes_never_run_the_same_call() {
                 .unwrap()
         })
         .collect();
-    wait_until_all_succeeded(&app, Duration::from_secs(120)).await;
+    wait_until_all_delivered(&app.db, Duration::from_secs(120)).await;
     for mut worker in workers {
         std::process::Command::new("kill")
             .args(["-TERM", &worker.id().to_string()])

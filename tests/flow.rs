@@ -38,29 +38,7 @@ async fn a_subscription_story_provisions_the_sandbox_end_to_end() {
         assert_eq!(app.post_stripe_event(&event).await.status(), 200);
     }
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let done: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM partner_calls WHERE status = 'succeeded'")
-                .fetch_one(&app.db)
-                .await
-                .unwrap();
-        let left: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM events WHERE status = 'pending')
-                  + (SELECT count(*) FROM partner_calls WHERE status <> 'succeeded')",
-        )
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-        if done > 0 && left == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the story did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_all_delivered(&app.db, Duration::from_secs(30)).await;
 
     let workspaces = sandbox.workspaces();
     assert_eq!(workspaces.len(), 1);
