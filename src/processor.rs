@@ -126,12 +126,25 @@ impl Processor {
         Ok(handled)
     }
 
-    /// Claims the next settled event and applies it in one transaction.
+    /// Claims the next settled event and applies it in one transaction, unless an older
+    /// event of its order is still pending: then it is set to wait for that one.
     pub async fn process_next(&self) -> anyhow::Result<Step> {
         let mut tx = self.db.begin().await?;
         let Some(event) = db::events::claim_next(&mut tx, self.settle).await? else {
             return Ok(Step::Idle);
         };
+        // Serializes work on the event's orders: two processors never create two orders
+        // for one purchase, and the check below sees every older event that is done.
+        db::orders::lock_keys(&mut tx, &event.order_keys).await?;
+        if let Some(predecessor) = db::events::wait_for_predecessor(&mut tx, &event).await? {
+            tx.commit().await?;
+            tracing::debug!(
+                event = event.id,
+                predecessor,
+                "event waits for an older event of its order"
+            );
+            return Ok(Step::Handled);
+        }
         match self.apply(&mut tx, &event).await {
             Ok(applied) => {
                 db::events::finish(
@@ -151,6 +164,7 @@ impl Processor {
                 // Nothing of the event's own writes survive; only the verdict does.
                 tx.rollback().await?;
                 let mut tx = self.db.begin().await?;
+                db::orders::lock_keys(&mut tx, &event.order_keys).await?;
                 db::events::finish(&mut tx, event.id, Outcome::Failed, Some(&error), None).await?;
                 tx.commit().await?;
                 tracing::warn!(event = event.id, %error, "event failed");
@@ -193,8 +207,8 @@ impl Processor {
             });
         };
 
+        // The event's order keys, locked by the caller.
         let links = signal.order_keys().links();
-        db::orders::lock_keys(conn, &links).await?;
         let order = match db::orders::find_for_update(conn, &links).await? {
             Some(order) => order,
             None => db::orders::insert(conn).await?,

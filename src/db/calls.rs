@@ -12,6 +12,10 @@ use super::Change;
 use crate::plan::Call;
 
 /// Appends calls to an order's queue, after any it already has, and wakes the workers.
+/// The caller holds the order's row lock, as [`record`] and the operators' changes do
+/// before they finish a call: a trigger makes the first new call ready if nothing before
+/// it is unfinished, and another makes the next call ready when one finishes, so neither
+/// misses what the other is doing.
 pub async fn append(
     conn: &mut PgConnection,
     order_id: i64,
@@ -23,14 +27,16 @@ pub async fn append(
     }
     let kinds: Vec<&str> = calls.iter().map(Call::kind).collect();
     let bodies: Vec<Value> = calls.iter().map(Call::body).collect();
-    // The notification is delivered when the transaction commits.
+    // Inserted in their order, which the ready trigger relies on. The notification is
+    // delivered when the transaction commits.
     sqlx::query(
         "WITH queued AS (
              INSERT INTO partner_calls (order_id, position, kind, body, event_id)
-             SELECT $1,
-                    (SELECT COALESCE(max(position), 0) FROM partner_calls WHERE order_id = $1) + n,
-                    kind, body, $4
-             FROM unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS planned(kind, body, n)
+             SELECT $1, last.position + n, kind, body, $4
+             FROM (SELECT COALESCE(max(position), 0) AS position
+                   FROM partner_calls WHERE order_id = $1) last,
+                  unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS planned(kind, body, n)
+             ORDER BY n
              RETURNING 1
          )
          SELECT pg_notify('partner_calls', '') WHERE EXISTS (SELECT 1 FROM queued)",
@@ -58,8 +64,10 @@ pub struct ClaimedCall {
     pub workspace_id: Option<i64>,
 }
 
-/// Claims up to `limit` due calls, each the first unfinished call of its order, and
-/// leases them for `lease`. One short transaction; the partner is called outside it.
+/// Claims up to `limit` due calls, each the first unfinished call of its order (`ready`),
+/// and leases them for `lease`. One short transaction; the partner is called outside it.
+/// Only ready calls are candidates, so the claim is one index scan that stops after
+/// `limit` rows however many calls wait behind their order's first.
 pub async fn claim(
     pool: &PgPool,
     limit: i64,
@@ -68,11 +76,7 @@ pub async fn claim(
     sqlx::query_as(
         "WITH due AS (
              SELECT c.id FROM partner_calls c
-             WHERE c.status IN ('pending', 'held') AND c.next_attempt_at <= now()
-               AND NOT EXISTS (
-                   SELECT 1 FROM partner_calls earlier
-                   WHERE earlier.order_id = c.order_id AND earlier.position < c.position
-                     AND earlier.status NOT IN ('succeeded', 'canceled'))
+             WHERE c.status IN ('pending', 'held') AND c.ready AND c.next_attempt_at <= now()
              ORDER BY c.next_attempt_at, c.id
              LIMIT $1
              FOR UPDATE SKIP LOCKED
@@ -114,10 +118,11 @@ pub async fn reclaim_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
 /// How long until the next scheduled retry of a pending or held call, if any.
 pub async fn next_due_in(pool: &PgPool) -> Result<Option<Duration>, sqlx::Error> {
     let seconds: Option<f64> = sqlx::query_scalar(
-        // Only future tries: a call due now but not claimed waits behind an earlier call
-        // of its order, whose end wakes the workers.
+        // Only future tries of ready calls: a call due now but not claimed is claimed by
+        // another worker, and the end of a call wakes the workers for the next one.
         "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8
-         FROM partner_calls WHERE status IN ('pending', 'held') AND next_attempt_at > now()",
+         FROM partner_calls
+         WHERE status IN ('pending', 'held') AND ready AND next_attempt_at > now()",
     )
     .fetch_one(pool)
     .await?;
@@ -221,6 +226,8 @@ pub async fn record(
         Verdict::Held { reason, .. } | Verdict::Dead { reason } => Some(reason.clone()),
     };
     let mut tx = pool.begin().await?;
+    // The order first, as everywhere calls finish (see `append`).
+    super::orders::lock(&mut tx, call.order_id).await?;
     // Fenced by the lease: a try that was superseded moves nothing, and is kept as such.
     let owned: bool = sqlx::query_scalar(
         "WITH moved AS (
@@ -440,14 +447,21 @@ async fn change(
     update: &str,
 ) -> Result<Change<CallRecord>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let found: Option<(String, i64)> =
-        sqlx::query_as("SELECT status, order_id FROM partner_calls WHERE id = $1 FOR UPDATE")
+    // The order first, as everywhere calls finish (see `append`).
+    let order_id: Option<i64> =
+        sqlx::query_scalar("SELECT order_id FROM partner_calls WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    let Some((status, order_id)) = found else {
+    let Some(order_id) = order_id else {
         return Ok(Change::NotFound);
     };
+    super::orders::lock(&mut tx, order_id).await?;
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM partner_calls WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
     if !allowed.iter().any(|allowed| allowed.as_str() == status) {
         let allowed: Vec<&str> = allowed.iter().map(|status| status.as_str()).collect();
         return Ok(Change::Refused(format!(
@@ -456,9 +470,6 @@ async fn change(
         )));
     }
     sqlx::query(update).bind(id).execute(&mut *tx).await?;
-    // Locked first, so the check below sees any call delivery marked dead or held while
-    // it held the order.
-    super::orders::lock(&mut tx, order_id).await?;
     super::orders::unblock_if_clear(&mut tx, order_id).await?;
     sqlx::query("SELECT pg_notify('partner_calls', '')")
         .execute(&mut *tx)

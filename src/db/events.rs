@@ -11,7 +11,7 @@ use crate::stripe::decode::{self, Event};
 
 /// Stores an event unless one with its id is already stored. Returns whether it was new.
 /// The raw body is kept byte for byte; its `jsonb` copy lacks any NUL (see
-/// [`decode::storable_json`]).
+/// [`decode::storable_json`]). A trigger puts a pending event's order keys in the queue.
 pub async fn insert(
     pool: &PgPool,
     event: &Event,
@@ -47,29 +47,67 @@ pub struct ClaimedEvent {
     pub id: i64,
     pub raw_body: String,
     pub attempts: i32,
+    /// The order keys stored at intake (`sub:sub_123`, ...).
+    pub order_keys: Vec<String>,
+    pub stripe_created: i64,
+    pub stripe_event_id: String,
 }
 
-/// Claims the pending event that comes first in Stripe's order, once it has settled
-/// (siblings sent together get a moment to arrive, so they apply in order). An event
-/// waits while an older pending event shares an order key with it, so one order's events
-/// apply in order even with several processors.
+/// Claims a pending event that is due, has settled (siblings sent together get a moment
+/// to arrive, so they apply in order), and is not known to wait for an older event of its
+/// order. The claim is one index scan that stops at the first row: an event found waiting
+/// leaves the candidates (see [`wait_for_predecessor`]), so the cost does not grow with
+/// the backlog, whichever plan Postgres caches for the statement.
 pub async fn claim_next(
     conn: &mut PgConnection,
     settle: Duration,
 ) -> Result<Option<ClaimedEvent>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT e.id, e.raw_body, e.attempts FROM events e
-         WHERE e.status = 'pending' AND e.next_attempt_at <= now()
-           AND e.received_at <= now() - make_interval(secs => $1)
-           AND NOT EXISTS (
-               SELECT 1 FROM events older
-               WHERE older.status = 'pending' AND older.order_keys && e.order_keys
-                 AND (older.stripe_created, older.stripe_event_id) < (e.stripe_created, e.stripe_event_id))
-         ORDER BY e.stripe_created, e.stripe_event_id
+        "SELECT id, raw_body, attempts, order_keys, stripe_created, stripe_event_id FROM events
+         WHERE status = 'pending' AND waits_for IS NULL AND next_attempt_at <= now()
+           AND received_at <= now() - make_interval(secs => $1)
+         ORDER BY next_attempt_at, id
          LIMIT 1
-         FOR UPDATE OF e SKIP LOCKED",
+         FOR UPDATE SKIP LOCKED",
     )
     .bind(settle.as_secs_f64())
+    .fetch_optional(conn)
+    .await
+}
+
+/// If an older pending event shares an order key with this one, records that this one
+/// waits for the nearest such event (it leaves the claim's candidates until that one is
+/// done, see [`finish`]) and returns its id. One index probe per key.
+///
+/// The caller must hold the event's order-key locks, taken in an earlier statement: a
+/// predecessor's `finish` holds them too, so a predecessor seen pending here is pending,
+/// and its `finish` will see this wait.
+pub async fn wait_for_predecessor(
+    conn: &mut PgConnection,
+    event: &ClaimedEvent,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH predecessor AS (
+             SELECT p.event_id FROM unnest($2::text[]) AS k(order_key)
+             CROSS JOIN LATERAL (
+                 SELECT pk.event_id, pk.stripe_created, pk.stripe_event_id
+                 FROM pending_event_keys pk
+                 WHERE pk.order_key = k.order_key
+                   AND (pk.stripe_created, pk.stripe_event_id) < ($3, $4)
+                 ORDER BY pk.stripe_created DESC, pk.stripe_event_id DESC
+                 LIMIT 1
+             ) p
+             ORDER BY p.stripe_created DESC, p.stripe_event_id DESC
+             LIMIT 1
+         )
+         UPDATE events e SET waits_for = predecessor.event_id
+         FROM predecessor WHERE e.id = $1
+         RETURNING e.waits_for",
+    )
+    .bind(event.id)
+    .bind(&event.order_keys)
+    .bind(event.stripe_created)
+    .bind(&event.stripe_event_id)
     .fetch_optional(conn)
     .await
 }
@@ -91,6 +129,9 @@ impl Outcome {
     }
 }
 
+/// Records the event's verdict. A trigger takes it out of the queue and frees the events
+/// that waited for it: the caller must hold the event's order-key locks (see
+/// [`wait_for_predecessor`]).
 pub async fn finish(
     conn: &mut PgConnection,
     id: i64,

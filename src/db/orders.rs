@@ -23,9 +23,14 @@ pub async fn lock_keys(conn: &mut PgConnection, links: &[String]) -> Result<(), 
     Ok(())
 }
 
-/// The order one of these keys leads to: the oldest if several do.
+/// The order one of these keys leads to: the oldest if several do. One primary-key probe
+/// per key, written so that no cached plan can turn it into a scan of every link.
 const FIND_BY_LINKS: &str = "SELECT o.id, o.facts, o.provisioned FROM orders o
-     WHERE o.id = (SELECT min(order_id) FROM order_links WHERE stripe_key = ANY($1))";
+     WHERE o.id = (
+         SELECT min(l.order_id) FROM unnest($1::text[]) AS k(stripe_key)
+         CROSS JOIN LATERAL (
+             SELECT order_id FROM order_links WHERE stripe_key = k.stripe_key LIMIT 1
+         ) l)";
 
 /// The order these keys lead to, locked for update.
 pub async fn find_for_update(
