@@ -16,3 +16,6 @@ pub mod secret;
 pub mod startup;
 pub mod stripe;
 pub mod telemetry;
+
+/// How the service names itself to the APIs it calls (Stripe, UChat).
+pub const USER_AGENT: &str = concat!("uchat-billing/", env!("CARGO_PKG_VERSION"));

@@ -21,7 +21,8 @@ use serde_json::{json, Map, Value};
 pub use error::{looks_like_existing_account, parse_retry_after, PartnerError, EXCERPT_BYTES};
 pub use reqwest::Method;
 
-const USER_AGENT: &str = concat!("uchat-billing/", env!("CARGO_PKG_VERSION"));
+use crate::USER_AGENT;
+
 const JSON: &str = "application/json";
 
 /// The partner API token. Its `Debug` prints `Token(***)`; it has no `Display`, and

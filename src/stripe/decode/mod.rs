@@ -422,7 +422,7 @@ fn list(v: &Value) -> &[Value] {
 
 /// A priced line of any era: subscription item, invoice line or checkout line item.
 /// Lines without a price name nothing we sell and are skipped.
-fn line_item(line: &Value) -> Option<LineItem> {
+pub(super) fn line_item(line: &Value) -> Option<LineItem> {
     let price = id_of(&line["price"])
         // Invoice lines since 2025-03-31.
         .or_else(|| id_of(&line["pricing"]["price_details"]["price"]))
