@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use crate::config::{self, Config, Delivery};
 use crate::delivery::DeliverySettings;
-use crate::partner::{PartnerClient, Token};
+use crate::partner::PartnerClient;
 use crate::plan::Catalog;
 use crate::sandbox::{self, SandboxConfig};
 use crate::secret::Secret;
@@ -66,7 +66,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         stripe_api: None,
         settle: Duration::from_millis(200),
         delivery: Some(Delivery {
-            partner: PartnerClient::new(&sandbox_url, Token::new(sandbox_token.clone()), timeout)?,
+            partner: PartnerClient::new(&sandbox_url, Secret::new(sandbox_token.clone()), timeout)?,
             settings: DeliverySettings::for_timeout(timeout),
         }),
         admin_token: Some(Secret::new(admin_token.clone())),

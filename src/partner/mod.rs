@@ -21,32 +21,10 @@ use serde_json::{json, Map, Value};
 pub use error::{looks_like_existing_account, parse_retry_after, PartnerError, EXCERPT_BYTES};
 pub use reqwest::Method;
 
+use crate::secret::Secret;
 use crate::USER_AGENT;
 
 const JSON: &str = "application/json";
-
-/// The partner API token. Its `Debug` prints `Token(***)`; it has no `Display`, and
-/// the client keeps it only inside a header value marked sensitive.
-#[derive(Clone)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-}
-
-impl From<String> for Token {
-    fn from(token: String) -> Self {
-        Self(token)
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
 
 /// Why a [`PartnerClient`] could not be built (a configuration problem).
 #[derive(Debug, thiserror::Error)]
@@ -162,17 +140,17 @@ impl fmt::Debug for PartnerClient {
 impl PartnerClient {
     /// `base_url` is the API root, e.g. `https://www.uchat.com.au/api`; `timeout`
     /// bounds each request from connect to the last byte of the response.
-    pub fn new(base_url: &str, token: Token, timeout: Duration) -> Result<Self, BuildError> {
+    pub fn new(base_url: &str, token: Secret, timeout: Duration) -> Result<Self, BuildError> {
         let base = base_url.trim_end_matches('/');
         let url = reqwest::Url::parse(base).map_err(|_| BuildError::BaseUrl(base.into()))?;
         if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
             return Err(BuildError::BaseUrl(base.into()));
         }
-        if token.0.trim().is_empty() {
+        if token.expose().trim().is_empty() {
             return Err(BuildError::Token);
         }
-        let mut auth =
-            HeaderValue::from_str(&format!("Bearer {}", token.0)).map_err(|_| BuildError::Token)?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| BuildError::Token)?;
         auth.set_sensitive(true);
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)

@@ -16,7 +16,7 @@ fn client(server: &MockServer) -> PartnerClient {
 }
 
 fn client_at(base: &str, timeout: Duration) -> PartnerClient {
-    PartnerClient::new(base, Token::new(TOKEN), timeout).unwrap()
+    PartnerClient::new(base, Secret::new(TOKEN), timeout).unwrap()
 }
 
 fn ok() -> ResponseTemplate {
@@ -619,14 +619,14 @@ async fn a_lack_of_credit_is_insufficient_credit() {
 
 #[test]
 fn token_and_build_errors_never_show_the_token() {
-    assert_eq!(format!("{:?}", Token::new(TOKEN)), "Token(***)");
+    assert_eq!(format!("{:?}", Secret::new(TOKEN)), "Secret(***)");
     let client = client_at("http://127.0.0.1:1/api", Duration::from_secs(1));
     assert!(!format!("{client:?}").contains(TOKEN));
     let bad =
-        PartnerClient::new("http://x", Token::new("a\nb"), Duration::from_secs(1)).unwrap_err();
+        PartnerClient::new("http://x", Secret::new("a\nb"), Duration::from_secs(1)).unwrap_err();
     assert!(matches!(bad, BuildError::Token), "{bad}");
     let bad =
-        PartnerClient::new("not a url", Token::new(TOKEN), Duration::from_secs(1)).unwrap_err();
+        PartnerClient::new("not a url", Secret::new(TOKEN), Duration::from_secs(1)).unwrap_err();
     assert!(matches!(bad, BuildError::BaseUrl(_)), "{bad}");
 }
 
