@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod partner;
 pub mod plan;
 pub mod processor;
+pub mod retry;
 pub mod sandbox;
 pub mod secret;
 pub mod startup;

@@ -17,11 +17,17 @@ use crate::db::orders::{OrderRow, OrderUpdate};
 use crate::domain::{CheckoutMode, Signal, Stamp};
 use crate::dry_run::{DryRun, Effect};
 use crate::plan::{self, Catalog, Facts, Plan, Provisioned, Workspace};
+use crate::retry::RetryPolicy;
 use crate::stripe::api::{StripeApi, StripeApiError};
 use crate::stripe::decode::{self, Event};
 
-/// Longest wait between tries of an event whose Stripe API read failed.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+/// When an event that could not be applied now is tried again: doubling from 2 s, up to
+/// ten minutes, never given up on. No jitter: one order's events wait in line anyway.
+const EVENT_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    base: Duration::from_secs(2),
+    cap: Duration::from_secs(600),
+};
 /// How often an idle processor looks for settled events it was not told about (stored by
 /// another process, or waiting out the settle delay).
 const IDLE_POLL: Duration = Duration::from_millis(200);
@@ -338,10 +344,9 @@ fn stored_state(order: &OrderRow) -> Result<(Facts, Provisioned), ApplyError> {
     Ok((facts, provisioned))
 }
 
-/// Doubling from 2 s, capped at ten minutes.
+/// The wait after an event's failed try, given the tries before it.
 fn retry_delay(attempts: i32) -> Duration {
-    let exponent = attempts.clamp(0, 16) as u32 + 1;
-    Duration::from_secs(1u64 << exponent).min(MAX_RETRY_DELAY)
+    EVENT_RETRY.ceiling(u32::try_from(attempts).unwrap_or(0).saturating_add(1))
 }
 
 #[cfg(test)]
@@ -352,7 +357,7 @@ mod tests {
     fn retry_delay_doubles_and_caps() {
         assert_eq!(retry_delay(0), Duration::from_secs(2));
         assert_eq!(retry_delay(1), Duration::from_secs(4));
-        assert_eq!(retry_delay(20), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(20), EVENT_RETRY.cap);
         assert_eq!(retry_delay(-3), Duration::from_secs(2));
     }
 }

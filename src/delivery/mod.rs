@@ -5,8 +5,6 @@
 //! lease id, run outside any transaction, and recorded only if the lease is still its
 //! own. Per order, a call waits until every earlier call has succeeded or was canceled.
 
-mod retry;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +15,7 @@ use sqlx::PgPool;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
-pub use retry::RetryPolicy;
+pub use crate::retry::RetryPolicy;
 
 use crate::db::calls::{self, AttemptRecord, ClaimedCall, Verdict};
 use crate::metrics::Metrics;
