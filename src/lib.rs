@@ -1,5 +1,17 @@
 //! uchat-billing: Stripe payment events in, UChat partner provisioning out.
 
+/// `Display` for fieldless enums, as their serde name (`needs_attention`,
+/// `change-plan`), so a status or kind reads the same in JSON, SQL, messages and logs.
+macro_rules! display_as_serialized {
+    ($($enum:ty),+) => {$(
+        impl std::fmt::Display for $enum {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                serde::Serialize::serialize(self, f)
+            }
+        }
+    )+};
+}
+
 pub mod config;
 pub mod db;
 pub mod delivery;

@@ -12,7 +12,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 
 use crate::db;
-use crate::db::events::{ClaimedEvent, Outcome};
+use crate::db::events::{ClaimedEvent, EventStatus};
 use crate::db::orders::{OrderRow, OrderUpdate};
 use crate::domain::{CheckoutMode, Signal, Stamp};
 use crate::dry_run::{DryRun, Effect};
@@ -73,7 +73,7 @@ impl From<StripeApiError> for ApplyError {
 }
 
 struct Applied {
-    outcome: Outcome,
+    status: EventStatus,
     error: Option<String>,
     order_id: Option<i64>,
 }
@@ -143,7 +143,7 @@ impl Processor {
                 db::events::finish(
                     &mut tx,
                     event.id,
-                    applied.outcome,
+                    applied.status,
                     applied.error.as_deref(),
                     applied.order_id,
                 )
@@ -157,7 +157,8 @@ impl Processor {
                 // Nothing of the event's own writes survive; only the verdict does.
                 tx.rollback().await?;
                 let mut tx = self.db.begin().await?;
-                db::events::finish(&mut tx, event.id, Outcome::Failed, Some(&error), None).await?;
+                db::events::finish(&mut tx, event.id, EventStatus::Failed, Some(&error), None)
+                    .await?;
                 tx.commit().await?;
                 tracing::warn!(event = event.id, %error, "event failed");
             }
@@ -193,7 +194,7 @@ impl Processor {
             .map_err(|e| ApplyError::Unusable(e.to_string()))?;
         let Some(signal) = self.signal(&parsed).await? else {
             return Ok(Applied {
-                outcome: Outcome::Ignored,
+                status: EventStatus::Ignored,
                 error: None,
                 order_id: None,
             });
@@ -225,7 +226,7 @@ impl Processor {
                 workspace_id,
                 facts: serde_json::to_value(&facts).expect("facts serialize"),
                 provisioned: serde_json::to_value(&plan.provisioned).expect("state serializes"),
-                status: plan.status.as_str(),
+                status: plan.status,
                 attention: plan.attention.as_deref(),
             },
         )
@@ -234,12 +235,12 @@ impl Processor {
             event = event.id,
             order = order.id,
             calls = plan.calls.len(),
-            status = plan.status.as_str(),
+            status = %plan.status,
             attention = plan.attention.as_deref(),
             "event applied"
         );
         Ok(Applied {
-            outcome: Outcome::Processed,
+            status: EventStatus::Processed,
             error: None,
             order_id: Some(order.id),
         })

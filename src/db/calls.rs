@@ -11,6 +11,10 @@ use utoipa::ToSchema;
 use super::Change;
 use crate::plan::Call;
 
+/// The channel the delivery workers listen on: notified when calls are queued, and when
+/// a call's end may let the next call of its order run.
+pub const WAKE_CHANNEL: &str = "partner_calls";
+
 /// Appends calls to an order's queue, after any it already has, and wakes the workers.
 pub async fn append(
     conn: &mut PgConnection,
@@ -33,12 +37,13 @@ pub async fn append(
              FROM unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS planned(kind, body, n)
              RETURNING 1
          )
-         SELECT pg_notify('partner_calls', '') WHERE EXISTS (SELECT 1 FROM queued)",
+         SELECT pg_notify($5, '') WHERE EXISTS (SELECT 1 FROM queued)",
     )
     .bind(order_id)
     .bind(&kinds)
     .bind(&bodies)
     .bind(event_id)
+    .bind(WAKE_CHANNEL)
     .execute(conn)
     .await?;
     Ok(())
@@ -102,9 +107,10 @@ pub async fn reclaim_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
              RETURNING id, attempts, lease_expires_at
          )
          INSERT INTO attempts (call_id, attempt, started_at, duration_ms, error, outcome)
-         SELECT id, attempts, now(), 0, 'lease expired: the worker stopped during the call', 'lease_expired'
+         SELECT id, attempts, now(), 0, 'lease expired: the worker stopped during the call', $1
          FROM expired",
     )
+    .bind(AttemptOutcome::LeaseExpired)
     .execute(pool)
     .await?
     .rows_affected();
@@ -169,28 +175,48 @@ pub enum Verdict {
     Dead { reason: String },
 }
 
+/// What became of one try, as the attempts table and the metrics name it. Stored as
+/// text in `attempts.outcome`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// An earlier try had taken effect: nothing was repeated.
+    AlreadyApplied,
+    Retry,
+    Held,
+    Dead,
+    /// A newer claim had taken the call over: the try moved nothing.
+    Superseded,
+    /// The worker stopped during the try; the call was taken back.
+    LeaseExpired,
+}
+
+display_as_serialized!(AttemptOutcome);
+
 impl Verdict {
-    /// The try's outcome, as the attempts table and the metrics name it.
-    pub fn outcome(&self) -> &'static str {
+    /// The try's outcome.
+    pub fn outcome(&self) -> AttemptOutcome {
         match self {
             Verdict::Succeeded {
                 already_applied: true,
                 ..
-            } => "already_applied",
-            Verdict::Succeeded { .. } => "succeeded",
-            Verdict::Retry { .. } => "retry",
-            Verdict::Held { .. } => "held",
-            Verdict::Dead { .. } => "dead",
+            } => AttemptOutcome::AlreadyApplied,
+            Verdict::Succeeded { .. } => AttemptOutcome::Succeeded,
+            Verdict::Retry { .. } => AttemptOutcome::Retry,
+            Verdict::Held { .. } => AttemptOutcome::Held,
+            Verdict::Dead { .. } => AttemptOutcome::Dead,
         }
     }
 
     /// The call's next status.
-    fn status(&self) -> &'static str {
+    fn status(&self) -> CallStatus {
         match self {
-            Verdict::Succeeded { .. } => "succeeded",
-            Verdict::Retry { .. } => "pending",
-            Verdict::Held { .. } => "held",
-            Verdict::Dead { .. } => "dead",
+            Verdict::Succeeded { .. } => CallStatus::Succeeded,
+            Verdict::Retry { .. } => CallStatus::Pending,
+            Verdict::Held { .. } => CallStatus::Held,
+            Verdict::Dead { .. } => CallStatus::Dead,
         }
     }
 
@@ -239,8 +265,8 @@ pub async fn record(
          )
          INSERT INTO attempts (call_id, attempt, started_at, duration_ms, http_status, response_excerpt, error, outcome)
          SELECT $1, $7, $8, $9, $10, $11, $12,
-                CASE WHEN EXISTS (SELECT 1 FROM moved) THEN $13 ELSE 'superseded' END
-         RETURNING outcome <> 'superseded'",
+                CASE WHEN EXISTS (SELECT 1 FROM moved) THEN $13 ELSE $14 END
+         RETURNING outcome <> $14",
     )
     .bind(call.id)
     .bind(call.lease_id)
@@ -255,6 +281,7 @@ pub async fn record(
     .bind(&attempt.response_excerpt)
     .bind(&attempt.error)
     .bind(verdict.outcome())
+    .bind(AttemptOutcome::Superseded)
     .fetch_one(&mut *tx)
     .await?;
 
@@ -282,9 +309,10 @@ pub async fn record(
 }
 
 /// Where a partner call stands. Delivery moves calls between these; operators retry and
-/// cancel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// cancel. Stored as text in `partner_calls.status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum CallStatus {
     Pending,
     Running,
@@ -297,18 +325,7 @@ pub enum CallStatus {
     Canceled,
 }
 
-impl CallStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallStatus::Pending => "pending",
-            CallStatus::Running => "running",
-            CallStatus::Held => "held",
-            CallStatus::Succeeded => "succeeded",
-            CallStatus::Dead => "dead",
-            CallStatus::Canceled => "canceled",
-        }
-    }
-}
+display_as_serialized!(CallStatus);
 
 /// A partner call as operators see it.
 #[derive(Debug, Serialize, FromRow, ToSchema)]
@@ -322,8 +339,7 @@ pub struct CallRecord {
     pub kind: String,
     /// The partner API request body; `null` for calls without one.
     pub body: Value,
-    #[schema(value_type = CallStatus)]
-    pub status: String,
+    pub status: CallStatus,
     /// Tries so far.
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
@@ -350,8 +366,9 @@ pub struct Attempt {
     /// The start of the partner's answer.
     pub response_excerpt: Option<String>,
     pub error: Option<String>,
-    /// succeeded, retry, held, dead, already_applied or superseded.
-    pub outcome: String,
+    /// succeeded, retry, held, dead, already_applied, superseded or lease_expired.
+    #[schema(value_type = String)]
+    pub outcome: AttemptOutcome,
 }
 
 /// Calls, newest first, `before` a call id (the previous page's last), at most `limit`.
@@ -366,7 +383,7 @@ pub async fn list(
          WHERE ($1::text IS NULL OR c.status = $1) AND ($2::bigint IS NULL OR c.id < $2)
          ORDER BY c.id DESC LIMIT $3"
     ))
-    .bind(status.map(CallStatus::as_str))
+    .bind(status)
     .bind(before)
     .bind(limit)
     .fetch_all(pool)
@@ -440,7 +457,7 @@ async fn change(
     update: &str,
 ) -> Result<Change<CallRecord>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let found: Option<(String, i64)> =
+    let found: Option<(CallStatus, i64)> =
         sqlx::query_as("SELECT status, order_id FROM partner_calls WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -448,8 +465,8 @@ async fn change(
     let Some((status, order_id)) = found else {
         return Ok(Change::NotFound);
     };
-    if !allowed.iter().any(|allowed| allowed.as_str() == status) {
-        let allowed: Vec<&str> = allowed.iter().map(|status| status.as_str()).collect();
+    if !allowed.contains(&status) {
+        let allowed: Vec<String> = allowed.iter().map(CallStatus::to_string).collect();
         return Ok(Change::Refused(format!(
             "call {id} is {status}; only {} calls can be {verb}",
             allowed.join(" or ")
@@ -460,7 +477,8 @@ async fn change(
     // it held the order.
     super::orders::lock(&mut tx, order_id).await?;
     super::orders::unblock_if_clear(&mut tx, order_id).await?;
-    sqlx::query("SELECT pg_notify('partner_calls', '')")
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WAKE_CHANNEL)
         .execute(&mut *tx)
         .await?;
     let call = sqlx::query_as(&format!(

@@ -24,9 +24,6 @@ use crate::partner::{PartnerClient, PartnerError, Reply};
 /// How often a running worker takes back calls whose lease expired.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 
-/// The channel `partner_calls` inserts and operator retries notify.
-pub const WAKE_CHANNEL: &str = "partner_calls";
-
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     /// Calls in flight at once in this process.
@@ -235,7 +232,7 @@ impl Worker {
         let duration = clock.elapsed();
         let (attempt, verdict) = self.judge(&call, result, started_at, duration);
         self.metrics
-            .record_partner_call(&call.kind, verdict.outcome(), duration);
+            .record_partner_call(&call.kind, &verdict.outcome().to_string(), duration);
         match &verdict {
             Verdict::Succeeded {
                 already_applied, ..
@@ -523,7 +520,7 @@ async fn listen(db: PgPool, wake: Arc<Notify>) {
     loop {
         let listening = async {
             let mut listener = PgListener::connect_with(&db).await?;
-            listener.listen(WAKE_CHANNEL).await?;
+            listener.listen(calls::WAKE_CHANNEL).await?;
             loop {
                 listener.recv().await?;
                 wake.notify_one();

@@ -53,8 +53,10 @@ pub enum Workspace {
     Known(i64),
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+/// Stored as text in `orders.status`.
+#[derive(Serialize, Deserialize, sqlx::Type, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
     Active,
@@ -74,18 +76,9 @@ impl OrderStatus {
         OrderStatus::Refunded,
         OrderStatus::NeedsAttention,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "pending",
-            OrderStatus::Active => "active",
-            OrderStatus::Paused => "paused",
-            OrderStatus::Canceled => "canceled",
-            OrderStatus::Refunded => "refunded",
-            OrderStatus::NeedsAttention => "needs_attention",
-        }
-    }
 }
+
+display_as_serialized!(OrderStatus);
 
 /// One UChat Partner API call. Calls never name the workspace: delivery takes it from the
 /// order, since a created workspace's id is only known once its create call succeeds.

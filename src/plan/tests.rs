@@ -794,10 +794,10 @@ fn a_call_is_stored_under_its_kind() {
 
 #[test]
 fn status_strings_are_snake_case() {
-    assert_eq!(OrderStatus::NeedsAttention.as_str(), "needs_attention");
+    assert_eq!(OrderStatus::NeedsAttention.to_string(), "needs_attention");
     assert_eq!(
         serde_json::to_value(OrderStatus::NeedsAttention).unwrap(),
-        OrderStatus::NeedsAttention.as_str()
+        OrderStatus::NeedsAttention.to_string()
     );
-    assert_eq!(OrderStatus::Refunded.as_str(), "refunded");
+    assert_eq!(OrderStatus::Refunded.to_string(), "refunded");
 }
