@@ -9,7 +9,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use utoipa::ToSchema;
 
 use super::Change;
-use crate::plan::Call;
+use crate::partner::{Call, CallKind};
 
 /// The channel the delivery workers listen on: notified when calls are queued, and when
 /// a call's end may let the next call of its order run.
@@ -25,7 +25,7 @@ pub async fn append(
     if calls.is_empty() {
         return Ok(());
     }
-    let kinds: Vec<&str> = calls.iter().map(Call::kind).collect();
+    let kinds: Vec<CallKind> = calls.iter().map(Call::kind).collect();
     let bodies: Vec<Value> = calls.iter().map(Call::body).collect();
     // The notification is delivered when the transaction commits.
     sqlx::query(
@@ -54,7 +54,8 @@ pub async fn append(
 pub struct ClaimedCall {
     pub id: i64,
     pub order_id: i64,
-    pub kind: String,
+    pub kind: CallKind,
+    /// Read into a [`Call`] by delivery.
     pub body: Value,
     /// This try's number, from 1.
     pub attempt: i32,
@@ -164,7 +165,7 @@ pub enum Verdict {
     /// Done. `workspace_id` is the id a create returned; `kind` a new kind it ran as.
     Succeeded {
         workspace_id: Option<i64>,
-        kind: Option<&'static str>,
+        kind: Option<CallKind>,
         already_applied: bool,
     },
     /// Try again after `delay`.
@@ -335,8 +336,8 @@ pub struct CallRecord {
     /// Its place in the order's sequence: a call runs only after every earlier one
     /// succeeded or was canceled.
     pub position: i32,
-    #[schema(example = "change-plan")]
-    pub kind: String,
+    #[schema(value_type = String, example = "change-plan")]
+    pub kind: CallKind,
     /// The partner API request body; `null` for calls without one.
     pub body: Value,
     pub status: CallStatus,

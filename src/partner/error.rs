@@ -88,8 +88,8 @@ impl PartnerError {
         }
     }
 
-    /// A refusal that happened before any request was sent.
-    pub(super) fn invalid(message: String) -> Self {
+    /// A refusal before any request was sent: repeating will not help.
+    pub fn invalid(message: String) -> Self {
         Self::Rejected {
             status: None,
             message,

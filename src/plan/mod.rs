@@ -11,9 +11,9 @@ pub mod facts;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::domain::{CheckoutMode, LineItem, SubscriptionStatus};
+use crate::partner::{Call, NewWorkspace};
 pub use catalog::Catalog;
 use catalog::{OnRefund, Policy, Product};
 pub use facts::Facts;
@@ -79,109 +79,6 @@ impl OrderStatus {
 }
 
 display_as_serialized!(OrderStatus);
-
-/// One UChat Partner API call. Calls never name the workspace: delivery takes it from the
-/// order, since a created workspace's id is only known once its create call succeeds.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Call {
-    /// No password here: delivery makes one up at send time, so it is never stored.
-    Create {
-        email: String,
-        name: String,
-        team_name: String,
-        require_email_verification: bool,
-        trial_days: u32,
-        template_ns: Option<String>,
-    },
-    ChangePlan {
-        plan: String,
-        auto_renew: bool,
-    },
-    AddAddon {
-        addon: String,
-        qty: u32,
-    },
-    RemoveAddon {
-        addon: String,
-        qty: u32,
-    },
-    TopupPoints {
-        points: i64,
-        note: String,
-    },
-    DeductPoints {
-        points: i64,
-        note: String,
-    },
-    Pause,
-    #[serde(rename = "active")]
-    Activate,
-    EnableAutoRenew,
-    DisableAutoRenew,
-    Delete,
-}
-
-impl Call {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Call::Create { .. } => "create",
-            Call::ChangePlan { .. } => "change-plan",
-            Call::AddAddon { .. } => "add-addon",
-            Call::RemoveAddon { .. } => "remove-addon",
-            Call::TopupPoints { .. } => "topup-points",
-            Call::DeductPoints { .. } => "deduct-points",
-            Call::Pause => "pause",
-            Call::Activate => "active",
-            Call::EnableAutoRenew => "enable-auto-renew",
-            Call::DisableAutoRenew => "disable-auto-renew",
-            Call::Delete => "delete",
-        }
-    }
-
-    /// The request body the partner API expects; `Null` for calls without one.
-    pub fn body(&self) -> Value {
-        let yes_no = |flag: bool| if flag { "yes" } else { "no" };
-        match self {
-            Call::Create {
-                email,
-                name,
-                team_name,
-                require_email_verification,
-                trial_days,
-                template_ns,
-            } => {
-                let mut body = json!({
-                    "name": name,
-                    "email": email,
-                    "team_name": team_name,
-                    "require_email_verification": yes_no(*require_email_verification),
-                });
-                if let Some(ns) = template_ns.as_deref().filter(|ns| !ns.is_empty()) {
-                    body["template_ns"] = json!(ns);
-                }
-                if *trial_days > 0 {
-                    body["trial_days"] = json!(trial_days);
-                }
-                body
-            }
-            Call::ChangePlan { plan, auto_renew } => {
-                json!({ "plan": plan, "auto_renew": yes_no(*auto_renew) })
-            }
-            Call::AddAddon { addon, qty } | Call::RemoveAddon { addon, qty } => {
-                json!({ "addon": addon, "qty": qty })
-            }
-            Call::TopupPoints { points, note } | Call::DeductPoints { points, note } => {
-                json!({ "points": points, "note": note })
-            }
-            Call::Pause
-            | Call::Activate
-            | Call::EnableAutoRenew
-            | Call::DisableAutoRenew
-            | Call::Delete => Value::Null,
-        }
-    }
-}
 
 pub fn plan(facts: &Facts, provisioned: &Provisioned, catalog: &Catalog) -> Plan {
     let sale = Sale::read(facts, &catalog.policy);
@@ -458,14 +355,16 @@ fn claim_workspace(
         .name()
         .unwrap_or_else(|| email.split('@').next().unwrap_or(email));
     let template = &catalog.workspace;
-    let create = Call::Create {
+    let create = Call::Create(NewWorkspace {
         email: email.to_owned(),
         name: name.to_owned(),
         team_name: catalog.team_name(name, email),
         require_email_verification: template.require_email_verification,
-        trial_days: template.trial_days,
+        // Zero days or no template: left out, so UChat's defaults apply.
+        trial_days: Some(template.trial_days).filter(|days| *days > 0),
         template_ns: Some(template.template_ns.clone()).filter(|ns| !ns.is_empty()),
-    };
+        password: None,
+    });
     Ok((Workspace::Creating, Some(create)))
 }
 
@@ -541,7 +440,7 @@ fn calls(
         calls.push(if want.paused {
             Call::Pause
         } else {
-            Call::Activate
+            Call::Active
         });
     }
     if want.auto_renew != auto_renew {

@@ -1,3 +1,5 @@
+use serde_json::{json, Value};
+
 use super::facts::tests::*;
 use super::*;
 use crate::domain::{CheckoutMode::*, Signal, SubscriptionStatus::*};
@@ -104,14 +106,15 @@ fn sale(list: &[(&str, u32)]) -> Vec<Signal> {
 }
 
 fn create() -> Call {
-    Call::Create {
+    Call::Create(NewWorkspace {
         email: "ann@example.com".into(),
         name: "Ann".into(),
         team_name: "Ann".into(),
         require_email_verification: false,
-        trial_days: 0,
+        trial_days: None,
         template_ns: None,
-    }
+        password: None,
+    })
 }
 
 fn change_plan(plan: &str, auto_renew: bool) -> Call {
@@ -282,7 +285,7 @@ fn a_failed_payment_pauses_and_paying_again_resumes() {
     assert_eq!(order.status(), OrderStatus::Paused);
     assert_eq!(
         order.step([invoice_paid("subscription_cycle", &[]), active(BUSINESS)]),
-        [Call::Activate]
+        [Call::Active]
     );
     assert_eq!(order.status(), OrderStatus::Active);
     assert_eq!(
@@ -290,7 +293,7 @@ fn a_failed_payment_pauses_and_paying_again_resumes() {
         [Call::Pause]
     );
     assert_eq!(order.step([status(Unpaid, BUSINESS)]), []);
-    assert_eq!(order.step([active(BUSINESS)]), [Call::Activate]);
+    assert_eq!(order.step([active(BUSINESS)]), [Call::Active]);
 
     let mut lenient = Order::new(r#"on_payment_failed = "none""#);
     lenient.step(sale(BUSINESS));
@@ -327,9 +330,9 @@ fn a_stripe_pause_pauses_and_resuming_resumes() {
     let mut collection_paused = subscription(Active, BUSINESS);
     collection_paused.pause_collection = true;
     assert_eq!(order.step([updated(collection_paused)]), [Call::Pause]);
-    assert_eq!(order.step([active(BUSINESS)]), [Call::Activate]);
+    assert_eq!(order.step([active(BUSINESS)]), [Call::Active]);
     assert_eq!(order.step([status(Paused, BUSINESS)]), [Call::Pause]);
-    assert_eq!(order.step([active(BUSINESS)]), [Call::Activate]);
+    assert_eq!(order.step([active(BUSINESS)]), [Call::Active]);
 }
 
 #[test]
@@ -523,7 +526,7 @@ fn a_dispute_pauses_until_it_is_won() {
     order.step(sale(BUSINESS));
     assert_eq!(order.step([opened("dp_1")]), [Call::Pause]);
     assert_eq!(order.status(), OrderStatus::Paused);
-    assert_eq!(order.step([closed("dp_1", "won")]), [Call::Activate]);
+    assert_eq!(order.step([closed("dp_1", "won")]), [Call::Active]);
     assert_eq!(order.step([opened("dp_2")]), [Call::Pause]);
     // A lost dispute took the money back: the workspace stays paused.
     assert_eq!(order.step([closed("dp_2", "lost")]), []);
@@ -592,14 +595,15 @@ fn a_new_workspace_follows_the_template() {
     let planned = plan(&facts, &Provisioned::default(), &catalog);
     assert_eq!(
         planned.calls[0],
-        Call::Create {
+        Call::Create(NewWorkspace {
             email: "ann@example.com".into(),
             name: "ann".into(),
             team_name: "ann <ann@example.com>".into(),
             require_email_verification: true,
-            trial_days: 7,
+            trial_days: Some(7),
             template_ns: Some("ns_1".into()),
-        }
+            password: None,
+        })
     );
 }
 
@@ -736,14 +740,15 @@ fn calls_have_the_partner_api_bodies() {
             "require_email_verification": "no"
         })
     );
-    let templated = Call::Create {
+    let templated = Call::Create(NewWorkspace {
         email: "a@b.c".into(),
         name: "A".into(),
         team_name: "T".into(),
         require_email_verification: true,
-        trial_days: 14,
+        trial_days: Some(14),
         template_ns: Some("ns_1".into()),
-    };
+        password: None,
+    });
     assert_eq!(
         templated.body(),
         json!({
@@ -764,7 +769,7 @@ fn calls_have_the_partner_api_bodies() {
         deduct(5).body(),
         json!({ "points": 5, "note": "refund of Stripe checkout cs_1" })
     );
-    assert_eq!(Call::Activate.body(), Value::Null);
+    assert_eq!(Call::Active.body(), Value::Null);
 }
 
 #[test]
@@ -780,15 +785,16 @@ fn a_call_is_stored_under_its_kind() {
         },
         deduct(1),
         Call::Pause,
-        Call::Activate,
+        Call::Active,
         Call::EnableAutoRenew,
         Call::DisableAutoRenew,
         Call::Delete,
     ];
     for call in every_kind {
         let json = serde_json::to_value(&call).unwrap();
-        assert_eq!(json["kind"], call.kind());
+        assert_eq!(json["kind"], call.kind().to_string());
         assert_eq!(serde_json::from_value::<Call>(json).unwrap(), call);
+        assert_eq!(Call::from_stored(call.kind(), call.body()).unwrap(), call);
     }
 }
 
