@@ -401,6 +401,23 @@ pub async fn of_order(pool: &PgPool, order_id: i64) -> Result<Vec<CallRecord>, s
     .await
 }
 
+/// The calls queued after call `after` (an id), in their orders' sequence.
+pub async fn since(pool: &PgPool, after: i64) -> Result<Vec<CallRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS} FROM partner_calls c WHERE c.id > $1 ORDER BY c.order_id, c.position"
+    ))
+    .bind(after)
+    .fetch_all(pool)
+    .await
+}
+
+/// The id of the last call queued; 0 before the first.
+pub async fn last_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM partner_calls")
+        .fetch_one(pool)
+        .await
+}
+
 /// Every try of an order's calls, in the order they were made.
 pub async fn attempts_of_order(pool: &PgPool, order_id: i64) -> Result<Vec<Attempt>, sqlx::Error> {
     sqlx::query_as(
