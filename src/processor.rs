@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
+use tracing::{field, Instrument, Span};
 
 use crate::db;
 use crate::db::events::{ClaimedEvent, EventStatus};
@@ -74,7 +75,6 @@ impl From<StripeApiError> for ApplyError {
 
 struct Applied {
     status: EventStatus,
-    error: Option<String>,
     order_id: Option<i64>,
 }
 
@@ -138,20 +138,28 @@ impl Processor {
         let Some(event) = db::events::claim_next(&mut tx, self.settle).await? else {
             return Ok(Step::Idle);
         };
-        match self.apply(&mut tx, &event).await {
+        // Every line logged while the event is processed carries these.
+        let span = tracing::info_span!(
+            "event",
+            event.id = event.id,
+            event.type = field::Empty,
+            order.id = field::Empty
+        );
+        self.process(tx, &event).instrument(span).await?;
+        Ok(Step::Handled)
+    }
+
+    /// Applies a claimed event, or records why it could not be applied now.
+    async fn process(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        event: &ClaimedEvent,
+    ) -> anyhow::Result<()> {
+        match self.apply(&mut tx, event).await {
             Ok(applied) => {
-                db::events::finish(
-                    &mut tx,
-                    event.id,
-                    applied.status,
-                    applied.error.as_deref(),
-                    applied.order_id,
-                )
-                .await?;
+                db::events::finish(&mut tx, event.id, applied.status, None, applied.order_id)
+                    .await?;
                 tx.commit().await?;
-                if let Some(error) = applied.error {
-                    tracing::warn!(event = event.id, %error, "event failed");
-                }
             }
             Err(ApplyError::Unusable(error)) => {
                 // Nothing of the event's own writes survive; only the verdict does.
@@ -160,13 +168,13 @@ impl Processor {
                 db::events::finish(&mut tx, event.id, EventStatus::Failed, Some(&error), None)
                     .await?;
                 tx.commit().await?;
-                tracing::warn!(event = event.id, %error, "event failed");
+                tracing::warn!(%error, "event failed");
             }
             Err(ApplyError::RetryLater(error)) => {
                 tx.rollback().await?;
                 let delay = retry_delay(event.attempts);
                 db::events::postpone(&self.db, event.id, &error, delay).await?;
-                tracing::warn!(event = event.id, %error, retry_in_s = delay.as_secs(), "event postponed");
+                tracing::warn!(%error, retry_in_s = delay.as_secs(), "event postponed");
             }
             Err(ApplyError::Database(error)) if db::is_unavailable(&error) => {
                 return Err(error).context("applying an event")
@@ -179,10 +187,10 @@ impl Processor {
                 let delay = retry_delay(event.attempts);
                 let error = format!("the database refused the event: {error}");
                 db::events::postpone(&self.db, event.id, &error, delay).await?;
-                tracing::error!(event = event.id, %error, retry_in_s = delay.as_secs(), "event postponed");
+                tracing::error!(%error, retry_in_s = delay.as_secs(), "event postponed");
             }
         }
-        Ok(Step::Handled)
+        Ok(())
     }
 
     async fn apply(
@@ -192,10 +200,10 @@ impl Processor {
     ) -> Result<Applied, ApplyError> {
         let parsed = decode::parse_event(event.raw_body.as_bytes())
             .map_err(|e| ApplyError::Unusable(e.to_string()))?;
+        Span::current().record("event.type", field::display(&parsed.event_type));
         let Some(signal) = self.signal(&parsed).await? else {
             return Ok(Applied {
                 status: EventStatus::Ignored,
-                error: None,
                 order_id: None,
             });
         };
@@ -206,6 +214,7 @@ impl Processor {
             Some(order) => order,
             None => db::orders::insert(conn).await?,
         };
+        Span::current().record("order.id", order.id);
         db::orders::link(conn, order.id, &links).await?;
 
         let (facts, plan) = self
@@ -232,8 +241,6 @@ impl Processor {
         )
         .await?;
         tracing::info!(
-            event = event.id,
-            order = order.id,
             calls = plan.calls.len(),
             status = %plan.status,
             attention = plan.attention.as_deref(),
@@ -241,7 +248,6 @@ impl Processor {
         );
         Ok(Applied {
             status: EventStatus::Processed,
-            error: None,
             order_id: Some(order.id),
         })
     }

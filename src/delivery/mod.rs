@@ -14,6 +14,7 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 pub use crate::retry::RetryPolicy;
 
@@ -229,6 +230,18 @@ impl Worker {
     /// Runs one claimed call and records the try; a failure to record leaves the call
     /// to be taken back when its lease expires.
     async fn deliver(&self, call: ClaimedCall) {
+        // Every line logged during the try carries these.
+        let span = tracing::info_span!(
+            "partner_call",
+            call.id = call.id,
+            call.kind = %call.kind,
+            order.id = call.order_id,
+            attempt = call.attempt
+        );
+        self.try_once(call).instrument(span).await
+    }
+
+    async fn try_once(&self, call: ClaimedCall) {
         let started_at = chrono::Utc::now();
         let clock = Instant::now();
         let result = self.perform(&call).await;
@@ -243,26 +256,27 @@ impl Worker {
             Verdict::Succeeded {
                 already_applied, ..
             } => {
-                tracing::info!(call = call.id, order = call.order_id, kind = %call.kind, attempt = call.attempt, already_applied, "partner call succeeded")
+                tracing::info!(already_applied, "partner call succeeded")
             }
             Verdict::Retry { delay } => {
-                tracing::warn!(call = call.id, kind = %call.kind, attempt = call.attempt, retry_in_ms = delay.as_millis() as u64, error = attempt.error.as_deref(), "partner call failed; will retry")
+                tracing::warn!(
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = attempt.error.as_deref(),
+                    "partner call failed; will retry"
+                )
             }
             Verdict::Held { reason, .. } => {
-                tracing::warn!(call = call.id, kind = %call.kind, %reason, "partner call held: not enough partner credit")
+                tracing::warn!(%reason, "partner call held: not enough partner credit")
             }
-            Verdict::Dead { reason } => {
-                tracing::error!(call = call.id, order = call.order_id, kind = %call.kind, %reason, "partner call dead")
-            }
+            Verdict::Dead { reason } => tracing::error!(%reason, "partner call dead"),
         }
         match calls::record(&self.db, &call, &attempt, &verdict).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
-                call = call.id,
                 "a newer claim superseded this try; its result is kept as an attempt only"
             ),
             Err(error) => {
-                tracing::error!(call = call.id, %error, "recording a partner call failed; it is retried when its lease expires")
+                tracing::error!(%error, "recording a partner call failed; it is retried when its lease expires")
             }
         }
     }
