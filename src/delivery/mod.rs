@@ -247,11 +247,8 @@ impl Worker {
         let result = self.perform(&call).await;
         let duration = clock.elapsed();
         let (attempt, verdict) = self.judge(&call, result, started_at, duration);
-        self.metrics.record_partner_call(
-            &call.kind.to_string(),
-            &verdict.outcome().to_string(),
-            duration,
-        );
+        self.metrics
+            .record_partner_call(call.kind, verdict.outcome(), duration);
         match &verdict {
             Verdict::Succeeded {
                 already_applied, ..
