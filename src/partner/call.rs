@@ -123,6 +123,7 @@ pub enum Call {
         note: String,
     },
     Pause,
+    /// Resumes a paused workspace.
     Active,
     EnableAutoRenew,
     DisableAutoRenew,
