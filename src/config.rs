@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::delivery::{DeliverySettings, RetryPolicy};
-use crate::partner::{PartnerClient, Token};
+use crate::partner::PartnerClient;
 use crate::plan::Catalog;
 use crate::secret::Secret;
 use crate::stripe::api::{self, StripeApi};
@@ -310,7 +310,7 @@ fn delivery(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -
 
     let token = get("UCHAT_API_TOKEN")?;
     let base = get("UCHAT_API_BASE").unwrap_or_else(|| DEFAULT_UCHAT_API_BASE.to_owned());
-    match PartnerClient::new(base.trim(), Token::new(token.trim()), timeout) {
+    match PartnerClient::new(base.trim(), Secret::new(token.trim()), timeout) {
         Ok(partner) => Some(Delivery { partner, settings }),
         Err(error) => {
             problems.push(format!("UCHAT_API_BASE / UCHAT_API_TOKEN: {error}"));

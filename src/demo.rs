@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::config::{self, Config, Delivery};
+use crate::db;
 use crate::delivery::DeliverySettings;
-use crate::partner::{PartnerClient, Token};
+use crate::partner::PartnerClient;
 use crate::plan::Catalog;
 use crate::sandbox::{self, SandboxConfig};
 use crate::secret::Secret;
@@ -35,8 +36,8 @@ struct Step {
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let database_url = config::database_url(&config::var);
-    let db = crate::db::pool(&database_url, 10)?;
-    if let Err(error) = crate::db::prepare(&database_url, &db).await {
+    let db = db::pool(&database_url, 10)?;
+    if let Err(error) = db::prepare(&database_url, &db).await {
         bail!(
             "Postgres is not reachable at {database_url} ({error:#}).\n\
              Start one with `docker compose up -d postgres`, or on Debian:\n  \
@@ -66,7 +67,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         stripe_api: None,
         settle: Duration::from_millis(200),
         delivery: Some(Delivery {
-            partner: PartnerClient::new(&sandbox_url, Token::new(sandbox_token.clone()), timeout)?,
+            partner: PartnerClient::new(&sandbox_url, Secret::new(sandbox_token.clone()), timeout)?,
             settings: DeliverySettings::for_timeout(timeout),
         }),
         admin_token: Some(Secret::new(admin_token.clone())),
@@ -95,7 +96,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let run_id = random_token(8).to_lowercase();
     for (number, step) in story(&run_id).into_iter().enumerate() {
         println!("{}. {}", number + 1, step.title);
-        let since = last_call_id(&db).await?;
+        let since = db::calls::last_id(&db).await?;
         for event in &step.events {
             post_signed(&http, &service_url, &webhook_secret, event).await?;
         }
@@ -260,24 +261,11 @@ async fn post_signed(
     Ok(())
 }
 
-async fn last_call_id(db: &PgPool) -> anyhow::Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM partner_calls")
-            .fetch_one(db)
-            .await?,
-    )
-}
-
 /// Waits until every event is applied and every call delivered (or stuck for an operator).
 async fn wait_until_settled(db: &PgPool) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let unsettled: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM events WHERE status = 'pending')
-                  + (SELECT count(*) FROM partner_calls WHERE status IN ('pending', 'running'))",
-        )
-        .fetch_one(db)
-        .await?;
+        let unsettled = db::stats::unsettled(db).await?;
         if unsettled == 0 {
             return Ok(());
         }
@@ -291,22 +279,17 @@ async fn wait_until_settled(db: &PgPool) -> anyhow::Result<()> {
 }
 
 async fn print_calls_since(db: &PgPool, since: i64) -> anyhow::Result<()> {
-    let calls: Vec<(String, Value, String)> = sqlx::query_as(
-        "SELECT kind, body, status FROM partner_calls WHERE id > $1 ORDER BY order_id, position",
-    )
-    .bind(since)
-    .fetch_all(db)
-    .await?;
+    let calls = db::calls::since(db, since).await?;
     if calls.is_empty() {
         println!("   (no partner calls)");
     }
-    for (kind, body, status) in calls {
-        let body = if body.is_null() {
+    for call in calls {
+        let body = if call.body.is_null() {
             String::new()
         } else {
-            body.to_string()
+            call.body.to_string()
         };
-        println!("   -> {kind} {body}  [{status}]");
+        println!("   -> {} {body}  [{}]", call.kind, call.status);
     }
     Ok(())
 }

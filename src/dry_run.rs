@@ -5,7 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::plan::{self, Call, Catalog, Facts, OrderStatus, Plan, Provisioned};
+use crate::partner::{Call, CallKind};
+use crate::plan::{self, Catalog, Facts, OrderStatus, Plan, Provisioned};
 use crate::stripe::decode::{self, Event};
 
 /// One event's effect on the order.
@@ -30,8 +31,8 @@ pub struct Effect {
 /// A call as it would be queued: the partner endpoint's kind and its JSON body.
 #[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct PlannedCall {
-    #[schema(example = "change-plan")]
-    pub kind: &'static str,
+    #[schema(value_type = String, example = "change-plan")]
+    pub kind: CallKind,
     /// The request body; `null` for calls without one.
     pub body: Value,
 }

@@ -1,16 +1,21 @@
-//! Prometheus metrics, by hand: a few labelled counters and histograms kept in memory, and
-//! the delivery backlog read from the database at scrape time, rendered in Prometheus'
-//! text format. Small enough that a metrics crate would be most of the code.
+//! Prometheus metrics, through `prometheus-client`: counters and histograms kept in memory
+//! since start, and the delivery backlog read from the database at each scrape, in
+//! Prometheus' text format (0.0.4).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::db::calls::Backlog;
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
-/// The content type of Prometheus' text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use crate::db::calls::{AttemptOutcome, Backlog};
+use crate::partner::CallKind;
+
+pub use prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds, in seconds, of the latency histograms' buckets: from a quick insert to a
 /// partner call near its timeout.
@@ -18,38 +23,90 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    r#type: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+type LatencyFamily<Labels> = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn latency() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// A family that is described (`# HELP`, `# TYPE`) before its first series too, as it
+/// always was: the registry leaves an empty family out.
+#[derive(Debug)]
+struct Described<F>(F);
+
+impl<F: EncodeMetric> EncodeMetric for Described<F> {
+    fn encode(&self, encoder: MetricEncoder) -> std::fmt::Result {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
 /// Everything the service counts while it runs. One per process, shared through `AppState`
 /// and handed to the delivery worker.
 pub struct Metrics {
-    webhooks: Family<u64, 2>,
-    webhook_latency: Family<Histogram, 0>,
-    partner_calls: Family<u64, 2>,
-    partner_latency: Family<Histogram, 1>,
+    /// The metrics below (handles on the same values), in the order they render.
+    registry: Registry,
+    webhooks: Family<WebhookLabels, Counter>,
+    webhook_latency: Histogram,
+    partner_calls: Family<CallLabels, Counter>,
+    partner_latency: LatencyFamily<KindLabel>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let webhooks = Family::default();
+        let webhook_latency = latency();
+        let partner_calls = Family::default();
+        let partner_latency: LatencyFamily<KindLabel> = Family::new_with_constructor(latency);
+        let mut registry = Registry::default();
+        // Counters are named without `_total`: the encoder adds it. Help texts without
+        // the final period: the registry adds it.
+        registry.register(
+            "uchat_billing_webhooks",
+            "Stripe webhook requests, by event type and outcome",
+            Described(webhooks.clone()),
+        );
+        registry.register(
+            "uchat_billing_webhook_duration_seconds",
+            "Time to verify and store a Stripe webhook",
+            webhook_latency.clone(),
+        );
+        registry.register(
+            "uchat_billing_partner_calls",
+            "UChat Partner API call attempts, by call kind and outcome",
+            Described(partner_calls.clone()),
+        );
+        registry.register(
+            "uchat_billing_partner_call_duration_seconds",
+            "UChat Partner API call latency, by call kind",
+            Described(partner_latency.clone()),
+        );
         Metrics {
-            webhooks: Family::new(
-                "uchat_billing_webhooks_total",
-                "Stripe webhook requests, by event type and outcome.",
-                ["type", "outcome"],
-            ),
-            webhook_latency: Family::new(
-                "uchat_billing_webhook_duration_seconds",
-                "Time to verify and store a Stripe webhook.",
-                [],
-            ),
-            partner_calls: Family::new(
-                "uchat_billing_partner_calls_total",
-                "UChat Partner API call attempts, by call kind and outcome.",
-                ["kind", "outcome"],
-            ),
-            partner_latency: Family::new(
-                "uchat_billing_partner_call_duration_seconds",
-                "UChat Partner API call latency, by call kind.",
-                ["kind"],
-            ),
+            registry,
+            webhooks,
+            webhook_latency,
+            partner_calls,
+            partner_latency,
         }
     }
 }
@@ -59,177 +116,57 @@ impl Metrics {
     /// signature was checked), what became of it (`stored`, `duplicate`, `rejected`,
     /// `error`) and how long intake took.
     pub fn record_webhook(&self, event_type: &str, outcome: &str, latency: Duration) {
-        self.webhooks
-            .update([event_type, outcome], |count| *count += 1);
-        self.webhook_latency
-            .update([], |histogram| histogram.observe(latency));
+        let labels = WebhookLabels {
+            r#type: event_type.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.webhooks.get_or_create(&labels).inc();
+        self.webhook_latency.observe(latency.as_secs_f64());
     }
 
-    /// One attempt at a partner call: its kind (`create`, `change-plan`, ...), its outcome
-    /// as the attempts table names it (`succeeded`, `retry`, `held`, `dead`, ...) and how
-    /// long the partner took to answer.
-    pub fn record_partner_call(&self, kind: &str, outcome: &str, latency: Duration) {
-        self.partner_calls
-            .update([kind, outcome], |count| *count += 1);
+    /// One attempt at a partner call: its kind, its outcome as the attempts table names
+    /// it and how long the partner took to answer.
+    pub fn record_partner_call(&self, kind: CallKind, outcome: AttemptOutcome, latency: Duration) {
+        let kind = kind.to_string();
+        let labels = CallLabels {
+            kind: kind.clone(),
+            outcome: outcome.to_string(),
+        };
+        self.partner_calls.get_or_create(&labels).inc();
         self.partner_latency
-            .update([kind], |histogram| histogram.observe(latency));
+            .get_or_create(&KindLabel { kind })
+            .observe(latency.as_secs_f64());
     }
 
     /// Everything in Prometheus' text format, with the backlog gauges read just now.
     pub fn render(&self, backlog: &Backlog) -> String {
-        let mut out = String::new();
-        self.webhooks.render(&mut out);
-        self.webhook_latency.render(&mut out);
-        self.partner_calls.render(&mut out);
-        self.partner_latency.render(&mut out);
-        let gauges = [
-            (
-                "uchat_billing_calls_due",
-                "Partner calls due now (pending or held, next attempt in the past).",
-                backlog.due as f64,
-            ),
-            (
-                "uchat_billing_oldest_due_call_age_seconds",
-                "How long the longest-waiting due call has been due; 0 when none is.",
-                backlog.oldest_due_age_seconds.unwrap_or(0.0),
-            ),
-            (
-                "uchat_billing_calls_held",
-                "Partner calls held for an operator.",
-                backlog.held as f64,
-            ),
-            (
-                "uchat_billing_calls_dead",
-                "Partner calls that gave up; an operator retries or cancels them.",
-                backlog.dead as f64,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        out
-    }
-}
-
-/// A value kept per combination of `N` label values.
-struct Family<T, const N: usize> {
-    name: &'static str,
-    help: &'static str,
-    label_names: [&'static str; N],
-    series: Mutex<BTreeMap<[String; N], T>>,
-}
-
-impl<T: Sample + Default, const N: usize> Family<T, N> {
-    fn new(name: &'static str, help: &'static str, label_names: [&'static str; N]) -> Self {
-        Family {
-            name,
-            help,
-            label_names,
-            series: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn update(&self, labels: [&str; N], change: impl FnOnce(&mut T)) {
-        // A panic elsewhere while holding the lock leaves the numbers usable: keep counting.
-        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        change(series.entry(labels.map(str::to_owned)).or_default());
-    }
-
-    fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP {} {}\n# TYPE {} {}",
-            self.name,
-            self.help,
-            self.name,
-            T::TYPE
+        let mut gauges = Registry::default();
+        gauges.register(
+            "uchat_billing_calls_due",
+            "Partner calls due now (pending or held, next attempt in the past)",
+            ConstGauge::new(backlog.due),
         );
-        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        for (values, sample) in series.iter() {
-            let labels: Vec<String> = self
-                .label_names
-                .iter()
-                .zip(values)
-                .map(|(name, value)| format!("{name}=\"{}\"", escape(value)))
-                .collect();
-            sample.render(self.name, &labels, out);
+        gauges.register(
+            "uchat_billing_oldest_due_call_age_seconds",
+            "How long the longest-waiting due call has been due; 0 when none is",
+            ConstGauge::new(backlog.oldest_due_age_seconds.unwrap_or(0.0)),
+        );
+        gauges.register(
+            "uchat_billing_calls_held",
+            "Partner calls held for an operator",
+            ConstGauge::new(backlog.held),
+        );
+        gauges.register(
+            "uchat_billing_calls_dead",
+            "Partner calls that gave up; an operator retries or cancels them",
+            ConstGauge::new(backlog.dead),
+        );
+        let mut text = String::new();
+        for registry in [&self.registry, &gauges] {
+            prometheus_text::encode(&mut text, registry).expect("writing to a String cannot fail");
         }
+        text
     }
-}
-
-/// A kind of metric: how it is declared and how one series of it is written.
-trait Sample {
-    const TYPE: &'static str;
-    fn render(&self, name: &str, labels: &[String], out: &mut String);
-}
-
-impl Sample for u64 {
-    const TYPE: &'static str = "counter";
-
-    fn render(&self, name: &str, labels: &[String], out: &mut String) {
-        let _ = writeln!(out, "{name}{} {self}", braces(labels));
-    }
-}
-
-#[derive(Default)]
-struct Histogram {
-    /// Observations per bucket of `LATENCY_BUCKETS`, each counted once (not cumulative).
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, latency: Duration) {
-        let seconds = latency.as_secs_f64();
-        if let Some(bucket) = LATENCY_BUCKETS.iter().position(|le| seconds <= *le) {
-            self.buckets[bucket] += 1;
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-}
-
-impl Sample for Histogram {
-    const TYPE: &'static str = "histogram";
-
-    fn render(&self, name: &str, labels: &[String], out: &mut String) {
-        let mut cumulative = 0;
-        let bounds = LATENCY_BUCKETS.iter().map(f64::to_string);
-        let counts = self.buckets.iter().map(|count| {
-            cumulative += count;
-            cumulative
-        });
-        for (le, count) in bounds
-            .zip(counts)
-            .chain(std::iter::once(("+Inf".to_owned(), self.count)))
-        {
-            let mut with_le = labels.to_vec();
-            with_le.push(format!("le=\"{le}\""));
-            let _ = writeln!(out, "{name}_bucket{} {count}", braces(&with_le));
-        }
-        let _ = writeln!(out, "{name}_sum{} {}", braces(labels), self.sum);
-        let _ = writeln!(out, "{name}_count{} {}", braces(labels), self.count);
-    }
-}
-
-fn braces(labels: &[String]) -> String {
-    if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", labels.join(","))
-    }
-}
-
-/// A label value as the text format requires: backslash, double quote and newline escaped.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', r"\\")
-        .replace('"', r#"\""#)
-        .replace('\n', r"\n")
 }
 
 #[cfg(test)]
@@ -255,10 +192,12 @@ mod tests {
     #[test]
     fn partner_calls_are_counted_by_kind_and_outcome_with_their_latency() {
         let metrics = Metrics::default();
-        metrics.record_partner_call("create", "succeeded", Duration::from_millis(30));
-        metrics.record_partner_call("create", "succeeded", Duration::from_millis(700));
-        metrics.record_partner_call("create", "retry", Duration::from_secs(40));
-        metrics.record_partner_call("pause", "dead", Duration::from_millis(2));
+        let (create, pause) = (CallKind::Create, CallKind::Pause);
+        let (succeeded, retry) = (AttemptOutcome::Succeeded, AttemptOutcome::Retry);
+        metrics.record_partner_call(create, succeeded, Duration::from_millis(30));
+        metrics.record_partner_call(create, succeeded, Duration::from_millis(700));
+        metrics.record_partner_call(create, retry, Duration::from_secs(40));
+        metrics.record_partner_call(pause, AttemptOutcome::Dead, Duration::from_millis(2));
         let text = metrics.render(&backlog());
 
         let calls = "uchat_billing_partner_calls_total";
@@ -335,6 +274,20 @@ mod tests {
         );
         assert_eq!(value(&text, "uchat_billing_calls_held"), Some(1.0));
         assert_eq!(value(&text, "uchat_billing_calls_dead"), Some(2.0));
+    }
+
+    #[test]
+    fn every_family_is_described_before_its_first_series() {
+        let text = Metrics::default().render(&backlog());
+        for family in [
+            "uchat_billing_webhooks_total counter",
+            "uchat_billing_webhook_duration_seconds histogram",
+            "uchat_billing_partner_calls_total counter",
+            "uchat_billing_partner_call_duration_seconds histogram",
+            "uchat_billing_calls_due gauge",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family}\n")), "{text}");
+        }
     }
 
     #[test]

@@ -8,20 +8,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
+use tracing::{field, Instrument, Span};
 
 use crate::db;
-use crate::db::events::{ClaimedEvent, Outcome};
+use crate::db::events::{ClaimedEvent, EventStatus};
 use crate::db::orders::{OrderRow, OrderUpdate};
 use crate::domain::{CheckoutMode, Signal, Stamp};
 use crate::dry_run::{DryRun, Effect};
 use crate::plan::{self, Catalog, Facts, Plan, Provisioned, Workspace};
+use crate::retry::RetryPolicy;
 use crate::stripe::api::{StripeApi, StripeApiError};
 use crate::stripe::decode::{self, Event};
 
-/// Longest wait between tries of an event whose Stripe API read failed.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+/// When an event that could not be applied now is tried again: doubling from 2 s, up to
+/// ten minutes, never given up on. No jitter: one order's events wait in line anyway.
+const EVENT_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    base: Duration::from_secs(2),
+    cap: Duration::from_secs(600),
+};
 /// How often an idle processor looks for settled events it was not told about (stored by
 /// another process, or waiting out the settle delay).
 const IDLE_POLL: Duration = Duration::from_millis(200);
@@ -67,8 +74,7 @@ impl From<StripeApiError> for ApplyError {
 }
 
 struct Applied {
-    outcome: Outcome,
-    error: Option<String>,
+    status: EventStatus,
     order_id: Option<i64>,
 }
 
@@ -133,47 +139,53 @@ impl Processor {
         let Some(event) = db::events::claim_next(&mut tx, self.settle).await? else {
             return Ok(Step::Idle);
         };
+        // Every line logged while the event is processed carries these.
+        let span = tracing::info_span!(
+            "event",
+            event.id = event.id,
+            event.type = field::Empty,
+            order.id = field::Empty
+        );
+        self.process(tx, &event).instrument(span).await?;
+        Ok(Step::Handled)
+    }
+
+    /// Applies a claimed event, or records why it could not be applied now. An event
+    /// with an older pending event of its order waits for that one instead.
+    async fn process(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        event: &ClaimedEvent,
+    ) -> anyhow::Result<()> {
         // Serializes work on the event's orders: two processors never create two orders
         // for one purchase, and the check below sees every older event that is done.
         db::orders::lock_keys(&mut tx, &event.order_keys).await?;
-        if let Some(predecessor) = db::events::wait_for_predecessor(&mut tx, &event).await? {
+        if let Some(predecessor) = db::events::wait_for_predecessor(&mut tx, event).await? {
             tx.commit().await?;
-            tracing::debug!(
-                event = event.id,
-                predecessor,
-                "event waits for an older event of its order"
-            );
-            return Ok(Step::Handled);
+            tracing::debug!(predecessor, "event waits for an older event of its order");
+            return Ok(());
         }
-        match self.apply(&mut tx, &event).await {
+        match self.apply(&mut tx, event).await {
             Ok(applied) => {
-                db::events::finish(
-                    &mut tx,
-                    event.id,
-                    applied.outcome,
-                    applied.error.as_deref(),
-                    applied.order_id,
-                )
-                .await?;
+                db::events::finish(&mut tx, event.id, applied.status, None, applied.order_id)
+                    .await?;
                 tx.commit().await?;
-                if let Some(error) = applied.error {
-                    tracing::warn!(event = event.id, %error, "event failed");
-                }
             }
             Err(ApplyError::Unusable(error)) => {
                 // Nothing of the event's own writes survive; only the verdict does.
                 tx.rollback().await?;
                 let mut tx = self.db.begin().await?;
                 db::orders::lock_keys(&mut tx, &event.order_keys).await?;
-                db::events::finish(&mut tx, event.id, Outcome::Failed, Some(&error), None).await?;
+                db::events::finish(&mut tx, event.id, EventStatus::Failed, Some(&error), None)
+                    .await?;
                 tx.commit().await?;
-                tracing::warn!(event = event.id, %error, "event failed");
+                tracing::warn!(%error, "event failed");
             }
             Err(ApplyError::RetryLater(error)) => {
                 tx.rollback().await?;
                 let delay = retry_delay(event.attempts);
                 db::events::postpone(&self.db, event.id, &error, delay).await?;
-                tracing::warn!(event = event.id, %error, retry_in_s = delay.as_secs(), "event postponed");
+                tracing::warn!(%error, retry_in_s = delay.as_secs(), "event postponed");
             }
             Err(ApplyError::Database(error)) if db::is_unavailable(&error) => {
                 return Err(error).context("applying an event")
@@ -186,10 +198,10 @@ impl Processor {
                 let delay = retry_delay(event.attempts);
                 let error = format!("the database refused the event: {error}");
                 db::events::postpone(&self.db, event.id, &error, delay).await?;
-                tracing::error!(event = event.id, %error, retry_in_s = delay.as_secs(), "event postponed");
+                tracing::error!(%error, retry_in_s = delay.as_secs(), "event postponed");
             }
         }
-        Ok(Step::Handled)
+        Ok(())
     }
 
     async fn apply(
@@ -199,10 +211,10 @@ impl Processor {
     ) -> Result<Applied, ApplyError> {
         let parsed = decode::parse_event(event.raw_body.as_bytes())
             .map_err(|e| ApplyError::Unusable(e.to_string()))?;
+        Span::current().record("event.type", field::display(&parsed.event_type));
         let Some(signal) = self.signal(&parsed).await? else {
             return Ok(Applied {
-                outcome: Outcome::Ignored,
-                error: None,
+                status: EventStatus::Ignored,
                 order_id: None,
             });
         };
@@ -213,6 +225,7 @@ impl Processor {
             Some(order) => order,
             None => db::orders::insert(conn).await?,
         };
+        Span::current().record("order.id", order.id);
         db::orders::link(conn, order.id, &links).await?;
 
         let (facts, plan) = self
@@ -233,22 +246,19 @@ impl Processor {
                 workspace_id,
                 facts: serde_json::to_value(&facts).expect("facts serialize"),
                 provisioned: serde_json::to_value(&plan.provisioned).expect("state serializes"),
-                status: plan.status.as_str(),
+                status: plan.status,
                 attention: plan.attention.as_deref(),
             },
         )
         .await?;
         tracing::info!(
-            event = event.id,
-            order = order.id,
             calls = plan.calls.len(),
-            status = plan.status.as_str(),
+            status = %plan.status,
             attention = plan.attention.as_deref(),
             "event applied"
         );
         Ok(Applied {
-            outcome: Outcome::Processed,
-            error: None,
+            status: EventStatus::Processed,
             order_id: Some(order.id),
         })
     }
@@ -352,10 +362,9 @@ fn stored_state(order: &OrderRow) -> Result<(Facts, Provisioned), ApplyError> {
     Ok((facts, provisioned))
 }
 
-/// Doubling from 2 s, capped at ten minutes.
+/// The wait after an event's failed try, given the tries before it.
 fn retry_delay(attempts: i32) -> Duration {
-    let exponent = attempts.clamp(0, 16) as u32 + 1;
-    Duration::from_secs(1u64 << exponent).min(MAX_RETRY_DELAY)
+    EVENT_RETRY.ceiling(u32::try_from(attempts).unwrap_or(0).saturating_add(1))
 }
 
 #[cfg(test)]
@@ -366,7 +375,7 @@ mod tests {
     fn retry_delay_doubles_and_caps() {
         assert_eq!(retry_delay(0), Duration::from_secs(2));
         assert_eq!(retry_delay(1), Duration::from_secs(4));
-        assert_eq!(retry_delay(20), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(20), EVENT_RETRY.cap);
         assert_eq!(retry_delay(-3), Duration::from_secs(2));
     }
 }

@@ -819,7 +819,7 @@ async fn reprocessing_after_a_catalog_fix_plans_the_right_calls() {
         .into_iter()
         .flat_map(|step| step.effect.calls)
         .map(|call| QueuedCall {
-            kind: call.kind.to_owned(),
+            kind: call.kind.to_string(),
             body: call.body,
         })
         .collect();

@@ -9,7 +9,11 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use utoipa::ToSchema;
 
 use super::Change;
-use crate::plan::Call;
+use crate::partner::{Call, CallKind};
+
+/// The channel the delivery workers listen on: notified when calls are queued, and when
+/// a call's end may let the next call of its order run.
+pub const WAKE_CHANNEL: &str = "partner_calls";
 
 /// Appends calls to an order's queue, after any it already has, and wakes the workers.
 /// The caller holds the order's row lock, as [`record`] and the operators' changes do
@@ -25,7 +29,7 @@ pub async fn append(
     if calls.is_empty() {
         return Ok(());
     }
-    let kinds: Vec<&str> = calls.iter().map(Call::kind).collect();
+    let kinds: Vec<CallKind> = calls.iter().map(Call::kind).collect();
     let bodies: Vec<Value> = calls.iter().map(Call::body).collect();
     // Inserted in their order, which the ready trigger relies on. The notification is
     // delivered when the transaction commits.
@@ -39,12 +43,13 @@ pub async fn append(
              ORDER BY n
              RETURNING 1
          )
-         SELECT pg_notify('partner_calls', '') WHERE EXISTS (SELECT 1 FROM queued)",
+         SELECT pg_notify($5, '') WHERE EXISTS (SELECT 1 FROM queued)",
     )
     .bind(order_id)
     .bind(&kinds)
     .bind(&bodies)
     .bind(event_id)
+    .bind(WAKE_CHANNEL)
     .execute(conn)
     .await?;
     Ok(())
@@ -55,7 +60,8 @@ pub async fn append(
 pub struct ClaimedCall {
     pub id: i64,
     pub order_id: i64,
-    pub kind: String,
+    pub kind: CallKind,
+    /// Read into a [`Call`] by delivery.
     pub body: Value,
     /// This try's number, from 1.
     pub attempt: i32,
@@ -106,9 +112,10 @@ pub async fn reclaim_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
              RETURNING id, attempts, lease_expires_at
          )
          INSERT INTO attempts (call_id, attempt, started_at, duration_ms, error, outcome)
-         SELECT id, attempts, now(), 0, 'lease expired: the worker stopped during the call', 'lease_expired'
+         SELECT id, attempts, now(), 0, 'lease expired: the worker stopped during the call', $1
          FROM expired",
     )
+    .bind(AttemptOutcome::LeaseExpired)
     .execute(pool)
     .await?
     .rows_affected();
@@ -163,7 +170,7 @@ pub enum Verdict {
     /// Done. `workspace_id` is the id a create returned; `kind` a new kind it ran as.
     Succeeded {
         workspace_id: Option<i64>,
-        kind: Option<&'static str>,
+        kind: Option<CallKind>,
         already_applied: bool,
     },
     /// Try again after `delay`.
@@ -174,28 +181,48 @@ pub enum Verdict {
     Dead { reason: String },
 }
 
+/// What became of one try, as the attempts table and the metrics name it. Stored as
+/// text in `attempts.outcome`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// An earlier try had taken effect: nothing was repeated.
+    AlreadyApplied,
+    Retry,
+    Held,
+    Dead,
+    /// A newer claim had taken the call over: the try moved nothing.
+    Superseded,
+    /// The worker stopped during the try; the call was taken back.
+    LeaseExpired,
+}
+
+display_as_serialized!(AttemptOutcome);
+
 impl Verdict {
-    /// The try's outcome, as the attempts table and the metrics name it.
-    pub fn outcome(&self) -> &'static str {
+    /// The try's outcome.
+    pub fn outcome(&self) -> AttemptOutcome {
         match self {
             Verdict::Succeeded {
                 already_applied: true,
                 ..
-            } => "already_applied",
-            Verdict::Succeeded { .. } => "succeeded",
-            Verdict::Retry { .. } => "retry",
-            Verdict::Held { .. } => "held",
-            Verdict::Dead { .. } => "dead",
+            } => AttemptOutcome::AlreadyApplied,
+            Verdict::Succeeded { .. } => AttemptOutcome::Succeeded,
+            Verdict::Retry { .. } => AttemptOutcome::Retry,
+            Verdict::Held { .. } => AttemptOutcome::Held,
+            Verdict::Dead { .. } => AttemptOutcome::Dead,
         }
     }
 
     /// The call's next status.
-    fn status(&self) -> &'static str {
+    fn status(&self) -> CallStatus {
         match self {
-            Verdict::Succeeded { .. } => "succeeded",
-            Verdict::Retry { .. } => "pending",
-            Verdict::Held { .. } => "held",
-            Verdict::Dead { .. } => "dead",
+            Verdict::Succeeded { .. } => CallStatus::Succeeded,
+            Verdict::Retry { .. } => CallStatus::Pending,
+            Verdict::Held { .. } => CallStatus::Held,
+            Verdict::Dead { .. } => CallStatus::Dead,
         }
     }
 
@@ -246,8 +273,8 @@ pub async fn record(
          )
          INSERT INTO attempts (call_id, attempt, started_at, duration_ms, http_status, response_excerpt, error, outcome)
          SELECT $1, $7, $8, $9, $10, $11, $12,
-                CASE WHEN EXISTS (SELECT 1 FROM moved) THEN $13 ELSE 'superseded' END
-         RETURNING outcome <> 'superseded'",
+                CASE WHEN EXISTS (SELECT 1 FROM moved) THEN $13 ELSE $14 END
+         RETURNING outcome <> $14",
     )
     .bind(call.id)
     .bind(call.lease_id)
@@ -262,6 +289,7 @@ pub async fn record(
     .bind(&attempt.response_excerpt)
     .bind(&attempt.error)
     .bind(verdict.outcome())
+    .bind(AttemptOutcome::Superseded)
     .fetch_one(&mut *tx)
     .await?;
 
@@ -289,9 +317,10 @@ pub async fn record(
 }
 
 /// Where a partner call stands. Delivery moves calls between these; operators retry and
-/// cancel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// cancel. Stored as text in `partner_calls.status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum CallStatus {
     Pending,
     Running,
@@ -304,18 +333,7 @@ pub enum CallStatus {
     Canceled,
 }
 
-impl CallStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallStatus::Pending => "pending",
-            CallStatus::Running => "running",
-            CallStatus::Held => "held",
-            CallStatus::Succeeded => "succeeded",
-            CallStatus::Dead => "dead",
-            CallStatus::Canceled => "canceled",
-        }
-    }
-}
+display_as_serialized!(CallStatus);
 
 /// A partner call as operators see it.
 #[derive(Debug, Serialize, FromRow, ToSchema)]
@@ -325,12 +343,11 @@ pub struct CallRecord {
     /// Its place in the order's sequence: a call runs only after every earlier one
     /// succeeded or was canceled.
     pub position: i32,
-    #[schema(example = "change-plan")]
-    pub kind: String,
+    #[schema(value_type = String, example = "change-plan")]
+    pub kind: CallKind,
     /// The partner API request body; `null` for calls without one.
     pub body: Value,
-    #[schema(value_type = CallStatus)]
-    pub status: String,
+    pub status: CallStatus,
     /// Tries so far.
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
@@ -357,8 +374,9 @@ pub struct Attempt {
     /// The start of the partner's answer.
     pub response_excerpt: Option<String>,
     pub error: Option<String>,
-    /// succeeded, retry, held, dead, already_applied or superseded.
-    pub outcome: String,
+    /// succeeded, retry, held, dead, already_applied, superseded or lease_expired.
+    #[schema(value_type = String)]
+    pub outcome: AttemptOutcome,
 }
 
 /// Calls, newest first, `before` a call id (the previous page's last), at most `limit`.
@@ -373,7 +391,7 @@ pub async fn list(
          WHERE ($1::text IS NULL OR c.status = $1) AND ($2::bigint IS NULL OR c.id < $2)
          ORDER BY c.id DESC LIMIT $3"
     ))
-    .bind(status.map(CallStatus::as_str))
+    .bind(status)
     .bind(before)
     .bind(limit)
     .fetch_all(pool)
@@ -388,6 +406,23 @@ pub async fn of_order(pool: &PgPool, order_id: i64) -> Result<Vec<CallRecord>, s
     .bind(order_id)
     .fetch_all(pool)
     .await
+}
+
+/// The calls queued after call `after` (an id), in their orders' sequence.
+pub async fn since(pool: &PgPool, after: i64) -> Result<Vec<CallRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS} FROM partner_calls c WHERE c.id > $1 ORDER BY c.order_id, c.position"
+    ))
+    .bind(after)
+    .fetch_all(pool)
+    .await
+}
+
+/// The id of the last call queued; 0 before the first.
+pub async fn last_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM partner_calls")
+        .fetch_one(pool)
+        .await
 }
 
 /// Every try of an order's calls, in the order they were made.
@@ -457,13 +492,13 @@ async fn change(
         return Ok(Change::NotFound);
     };
     super::orders::lock(&mut tx, order_id).await?;
-    let status: String =
+    let status: CallStatus =
         sqlx::query_scalar("SELECT status FROM partner_calls WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-    if !allowed.iter().any(|allowed| allowed.as_str() == status) {
-        let allowed: Vec<&str> = allowed.iter().map(|status| status.as_str()).collect();
+    if !allowed.contains(&status) {
+        let allowed: Vec<String> = allowed.iter().map(CallStatus::to_string).collect();
         return Ok(Change::Refused(format!(
             "call {id} is {status}; only {} calls can be {verb}",
             allowed.join(" or ")
@@ -471,7 +506,8 @@ async fn change(
     }
     sqlx::query(update).bind(id).execute(&mut *tx).await?;
     super::orders::unblock_if_clear(&mut tx, order_id).await?;
-    sqlx::query("SELECT pg_notify('partner_calls', '')")
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WAKE_CHANNEL)
         .execute(&mut *tx)
         .await?;
     let call = sqlx::query_as(&format!(

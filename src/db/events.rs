@@ -1,12 +1,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgConnection, PgPool};
 use utoipa::ToSchema;
 
 use super::Change;
-
+use crate::plan::OrderStatus;
 use crate::stripe::decode::{self, Event};
 
 /// Stores an event unless one with its id is already stored. Returns whether it was new.
@@ -18,7 +18,11 @@ pub async fn insert(
     raw_body: &str,
     acted_on: bool,
 ) -> Result<bool, sqlx::Error> {
-    let status = if acted_on { "pending" } else { "ignored" };
+    let status = if acted_on {
+        EventStatus::Pending
+    } else {
+        EventStatus::Ignored
+    };
     let inserted = sqlx::query(
         "INSERT INTO events
              (stripe_event_id, event_type, api_version, livemode, stripe_created, raw_body, payload,
@@ -112,30 +116,27 @@ pub async fn wait_for_predecessor(
     .await
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+/// Where a stored event stands: waiting for the processor, or done with it (applied,
+/// not one we act on, or unusable). Stored as text in `events.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum EventStatus {
+    Pending,
     Processed,
     Ignored,
     Failed,
 }
 
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Processed => "processed",
-            Outcome::Ignored => "ignored",
-            Outcome::Failed => "failed",
-        }
-    }
-}
+display_as_serialized!(EventStatus);
 
-/// Records the event's verdict. A trigger takes it out of the queue and frees the events
-/// that waited for it: the caller must hold the event's order-key locks (see
-/// [`wait_for_predecessor`]).
+/// The processor is done with the event: `status` says how. A trigger takes it out of
+/// the queue and frees the events that waited for it: the caller must hold the event's
+/// order-key locks (see [`wait_for_predecessor`]).
 pub async fn finish(
     conn: &mut PgConnection,
     id: i64,
-    outcome: Outcome,
+    status: EventStatus,
     error: Option<&str>,
     order_id: Option<i64>,
 ) -> Result<(), sqlx::Error> {
@@ -145,7 +146,7 @@ pub async fn finish(
          WHERE id = $1",
     )
     .bind(id)
-    .bind(outcome.as_str())
+    .bind(status)
     .bind(error)
     .bind(order_id)
     .execute(conn)
@@ -187,8 +188,8 @@ pub struct EventRecord {
     pub received_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
     /// pending, processed, ignored or failed.
-    #[schema(example = "processed")]
-    pub status: String,
+    #[schema(value_type = String, example = "processed")]
+    pub status: EventStatus,
     /// Why the event failed, or why its last try was put off.
     pub error: Option<String>,
     pub attempts: i32,
@@ -216,10 +217,10 @@ pub async fn of_order(pool: &PgPool, order_id: i64) -> Result<Vec<EventRecord>, 
 /// What decides whether an event may be reprocessed: its status and its order's.
 #[derive(Debug, FromRow)]
 struct ReprocessCheck {
-    status: String,
-    order_status: Option<String>,
+    status: EventStatus,
+    order_status: Option<OrderStatus>,
     attention: Option<String>,
-    blocked_status: Option<String>,
+    blocked_status: Option<OrderStatus>,
 }
 
 impl ReprocessCheck {
@@ -227,13 +228,13 @@ impl ReprocessCheck {
     fn refusal(&self, id: i64) -> Option<String> {
         // Needs attention from planning, not from a dead or held call: retrying or
         // canceling the call is the fix for those.
-        let planning_needs_attention = self.order_status.as_deref() == Some("needs_attention")
+        let planning_needs_attention = self.order_status == Some(OrderStatus::NeedsAttention)
             && self.attention.is_some()
             && self.blocked_status.is_none();
-        match self.status.as_str() {
-            "failed" => None,
-            "processed" if planning_needs_attention => None,
-            "processed" => Some(format!(
+        match self.status {
+            EventStatus::Failed => None,
+            EventStatus::Processed if planning_needs_attention => None,
+            EventStatus::Processed => Some(format!(
                 "event {id} is processed and its order does not need attention from planning"
             )),
             status => Some(format!(

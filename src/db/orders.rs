@@ -6,6 +6,9 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
 use utoipa::ToSchema;
 
+use super::calls::WAKE_CHANNEL;
+use crate::plan::OrderStatus;
+
 #[derive(Debug, FromRow)]
 pub struct OrderRow {
     pub id: i64,
@@ -103,7 +106,7 @@ pub struct OrderUpdate<'a> {
     pub workspace_id: Option<i64>,
     pub facts: Value,
     pub provisioned: Value,
-    pub status: &'a str,
+    pub status: OrderStatus,
     pub attention: Option<&'a str>,
 }
 
@@ -180,9 +183,10 @@ pub async fn unblock_if_clear(conn: &mut PgConnection, order_id: i64) -> Result<
              WHERE id = $1 AND blocked_status IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM partner_calls WHERE order_id = $1 AND status IN ('dead', 'held'))
          )
-         SELECT pg_notify('partner_calls', '')",
+         SELECT pg_notify($2, '')",
     )
     .bind(order_id)
+    .bind(WAKE_CHANNEL)
     .execute(conn)
     .await?;
     Ok(())
@@ -201,13 +205,11 @@ pub async fn lock(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Er
 #[derive(Debug, Serialize, FromRow, ToSchema)]
 pub struct OrderSummary {
     pub id: i64,
-    #[schema(value_type = crate::plan::OrderStatus)]
-    pub status: String,
+    pub status: OrderStatus,
     /// Why the order needs an operator, when it does.
     pub attention: Option<String>,
     /// The status to return to once no call of the order is dead or held.
-    #[schema(value_type = Option<crate::plan::OrderStatus>)]
-    pub blocked_status: Option<String>,
+    pub blocked_status: Option<OrderStatus>,
     /// The Stripe customer id.
     pub customer: Option<String>,
     pub email: Option<String>,
@@ -242,7 +244,7 @@ const SUMMARY_COLUMNS: &str = "o.id, o.status, o.attention, o.blocked_status,
 /// Which orders a list shows; `None` matches any.
 #[derive(Debug, Default)]
 pub struct OrderFilter<'a> {
-    pub status: Option<&'a str>,
+    pub status: Option<OrderStatus>,
     /// Matched without regard to case.
     pub email: Option<&'a str>,
     pub customer: Option<&'a str>,

@@ -10,6 +10,16 @@ pub struct StatusCounts {
     pub calls: BTreeMap<String, i64>,
 }
 
+/// Events not yet applied and calls not yet delivered (nor stuck for an operator).
+pub async fn unsettled(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM events WHERE status = 'pending')
+              + (SELECT count(*) FROM partner_calls WHERE status IN ('pending', 'running'))",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 pub async fn status_counts(pool: &PgPool) -> Result<StatusCounts, sqlx::Error> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT 'orders', status, count(*) FROM orders GROUP BY status

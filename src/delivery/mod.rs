@@ -5,8 +5,6 @@
 //! lease id, run outside any transaction, and recorded only if the lease is still its
 //! own. Per order, a call waits until every earlier call has succeeded or was canceled.
 
-mod retry;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,18 +14,19 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
-pub use retry::RetryPolicy;
+pub use crate::retry::RetryPolicy;
 
 use crate::db::calls::{self, AttemptRecord, ClaimedCall, Verdict};
 use crate::metrics::Metrics;
-use crate::partner::{PartnerClient, PartnerError, Reply};
+use crate::partner::{
+    Call, CallKind, ExistingUserWorkspace, NewWorkspace, PartnerClient, PartnerError, Reply,
+};
+use crate::secret::Secret;
 
 /// How often a running worker takes back calls whose lease expired.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
-
-/// The channel `partner_calls` inserts and operator retries notify.
-pub const WAKE_CHANNEL: &str = "partner_calls";
 
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
@@ -74,7 +73,7 @@ struct Done {
     reply: Option<Reply>,
     workspace_id: Option<i64>,
     /// The kind the call ran as, when it changed (create → create-for-existing-user).
-    ran_as: Option<&'static str>,
+    ran_as: Option<CallKind>,
     /// The first try had taken effect already; nothing was repeated.
     already_applied: bool,
 }
@@ -231,37 +230,50 @@ impl Worker {
     /// Runs one claimed call and records the try; a failure to record leaves the call
     /// to be taken back when its lease expires.
     async fn deliver(&self, call: ClaimedCall) {
+        // Every line logged during the try carries these.
+        let span = tracing::info_span!(
+            "partner_call",
+            call.id = call.id,
+            call.kind = %call.kind,
+            order.id = call.order_id,
+            attempt = call.attempt
+        );
+        self.try_once(call).instrument(span).await
+    }
+
+    async fn try_once(&self, call: ClaimedCall) {
         let started_at = chrono::Utc::now();
         let clock = Instant::now();
         let result = self.perform(&call).await;
         let duration = clock.elapsed();
         let (attempt, verdict) = self.judge(&call, result, started_at, duration);
         self.metrics
-            .record_partner_call(&call.kind, verdict.outcome(), duration);
+            .record_partner_call(call.kind, verdict.outcome(), duration);
         match &verdict {
             Verdict::Succeeded {
                 already_applied, ..
             } => {
-                tracing::info!(call = call.id, order = call.order_id, kind = %call.kind, attempt = call.attempt, already_applied, "partner call succeeded")
+                tracing::info!(already_applied, "partner call succeeded")
             }
             Verdict::Retry { delay } => {
-                tracing::warn!(call = call.id, kind = %call.kind, attempt = call.attempt, retry_in_ms = delay.as_millis() as u64, error = attempt.error.as_deref(), "partner call failed; will retry")
+                tracing::warn!(
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = attempt.error.as_deref(),
+                    "partner call failed; will retry"
+                )
             }
             Verdict::Held { reason, .. } => {
-                tracing::warn!(call = call.id, kind = %call.kind, %reason, "partner call held: not enough partner credit")
+                tracing::warn!(%reason, "partner call held: not enough partner credit")
             }
-            Verdict::Dead { reason } => {
-                tracing::error!(call = call.id, order = call.order_id, kind = %call.kind, %reason, "partner call dead")
-            }
+            Verdict::Dead { reason } => tracing::error!(%reason, "partner call dead"),
         }
         match calls::record(&self.db, &call, &attempt, &verdict).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
-                call = call.id,
                 "a newer claim superseded this try; its result is kept as an attempt only"
             ),
             Err(error) => {
-                tracing::error!(call = call.id, %error, "recording a partner call failed; it is retried when its lease expires")
+                tracing::error!(%error, "recording a partner call failed; it is retried when its lease expires")
             }
         }
     }
@@ -327,40 +339,50 @@ impl Worker {
         (attempt, verdict)
     }
 
-    async fn perform(&self, call: &ClaimedCall) -> Result<Done, PartnerError> {
-        let kind = call.kind.as_str();
-        if matches!(kind, "create" | "create-for-existing-user") {
-            return self.create(call).await;
-        }
-        let workspace = call.workspace_id.ok_or_else(|| PartnerError::Rejected {
-            status: None,
-            message: "the order has no workspace: its create call has not succeeded".into(),
-            excerpt: None,
+    async fn perform(&self, claimed: &ClaimedCall) -> Result<Done, PartnerError> {
+        let call = Call::from_stored(claimed.kind, claimed.body.clone()).map_err(|error| {
+            PartnerError::invalid(format!("the stored call cannot be read: {error}"))
         })?;
-        if let Some(counter) = Counter::of(kind, &call.body) {
+        let workspace = match call {
+            Call::Create(new) => {
+                let existing = new.for_existing_user();
+                return self.create(claimed, Some(new), existing).await;
+            }
+            Call::CreateForExistingUser(existing) => {
+                return self.create(claimed, None, existing).await
+            }
+            _ => claimed.workspace_id.ok_or_else(|| {
+                PartnerError::invalid(
+                    "the order has no workspace: its create call has not succeeded".into(),
+                )
+            })?,
+        };
+        if let Some(counter) = Counter::of(&call) {
             let now = counter.read(&self.partner, workspace).await?;
-            match call.baseline.as_ref().and_then(|b| b["value"].as_f64()) {
+            match claimed.baseline.as_ref().and_then(|b| b["value"].as_f64()) {
                 Some(before) if counter.took_effect(before, now) => {
                     return Ok(Done::already_applied(None))
                 }
                 Some(_) => {}
-                None => self.keep_baseline(call, json!({ "value": now })).await?,
+                None => self.keep_baseline(claimed, json!({ "value": now })).await?,
             }
         }
-        let reply = self
-            .partner
-            .execute(kind, Some(workspace), &call.body)
-            .await?;
+        let reply = self.partner.execute(&call, Some(workspace)).await?;
         Ok(Done::replied(reply))
     }
 
     /// A create, made at most once: before a repeat, the owner's workspaces are compared
     /// with those before the first try. An email that already has a UChat account gets a
-    /// workspace through create-for-existing-user.
-    async fn create(&self, call: &ClaimedCall) -> Result<Done, PartnerError> {
-        let email = call.body["email"].as_str().unwrap_or_default();
-        let owned = self.workspaces_owned_by(email).await?;
-        match call.baseline.as_ref() {
+    /// workspace through create-for-existing-user (`existing`); so does a call that is one
+    /// (`new` is `None`).
+    async fn create(
+        &self,
+        claimed: &ClaimedCall,
+        new: Option<NewWorkspace>,
+        existing: ExistingUserWorkspace,
+    ) -> Result<Done, PartnerError> {
+        let owned = self.workspaces_owned_by(&existing.email).await?;
+        match claimed.baseline.as_ref() {
             Some(baseline) => {
                 let before: Vec<i64> =
                     serde_json::from_value(baseline["workspace_ids"].clone()).unwrap_or_default();
@@ -369,36 +391,33 @@ impl Worker {
                 }
             }
             None => {
-                self.keep_baseline(call, json!({ "workspace_ids": owned }))
+                self.keep_baseline(claimed, json!({ "workspace_ids": owned }))
                     .await?
             }
         }
 
-        if call.kind == "create" {
-            let mut body = call.body.clone();
-            // Sent once, never stored or logged: the owner sets their own via UChat.
-            body["password"] =
-                Value::String(Alphanumeric.sample_string(&mut rand::thread_rng(), 24));
-            match self.partner.execute("create", None, &body).await {
-                Ok(reply) => return created(reply, None),
-                Err(PartnerError::ExistingAccount { .. }) => {
-                    tracing::info!(
-                        call = call.id,
+        let ran_as = match new {
+            Some(new) => {
+                // Sent once, never stored or logged: the owner sets their own via UChat.
+                let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
+                let new = NewWorkspace {
+                    password: Some(Secret::new(password)),
+                    ..new
+                };
+                match self.partner.execute(&Call::Create(new), None).await {
+                    Ok(reply) => return created(reply, None),
+                    Err(PartnerError::ExistingAccount { .. }) => tracing::info!(
                         "email already has a UChat account; creating for the existing user"
-                    )
+                    ),
+                    Err(error) => return Err(error),
                 }
-                Err(error) => return Err(error),
+                Some(CallKind::CreateForExistingUser)
             }
-        }
-        let body = existing_user_body(&call.body);
-        let reply = self
-            .partner
-            .execute("create-for-existing-user", None, &body)
-            .await?;
-        created(
-            reply,
-            (call.kind == "create").then_some("create-for-existing-user"),
-        )
+            None => None,
+        };
+        let call = Call::CreateForExistingUser(existing);
+        let reply = self.partner.execute(&call, None).await?;
+        created(reply, ran_as)
     }
 
     async fn workspaces_owned_by(&self, email: &str) -> Result<Vec<i64>, PartnerError> {
@@ -445,7 +464,7 @@ fn not_sent(message: String) -> PartnerError {
     }
 }
 
-fn created(reply: Reply, ran_as: Option<&'static str>) -> Result<Done, PartnerError> {
+fn created(reply: Reply, ran_as: Option<CallKind>) -> Result<Done, PartnerError> {
     let workspace_id = reply.workspace_id().ok_or_else(|| PartnerError::Rejected {
         status: Some(reply.status),
         message: "create answered without a workspace id".into(),
@@ -459,17 +478,6 @@ fn created(reply: Reply, ran_as: Option<&'static str>) -> Result<Done, PartnerEr
     })
 }
 
-/// create-for-existing-user takes the create body's email, team name, template and trial.
-fn existing_user_body(create: &Value) -> Value {
-    let mut body = serde_json::Map::new();
-    for field in ["email", "team_name", "template_ns", "trial_days"] {
-        if let Some(value) = create.get(field) {
-            body.insert(field.to_owned(), value.clone());
-        }
-    }
-    Value::Object(body)
-}
-
 /// A call that adds to or takes from a workspace counter (add-on units, points): it
 /// repeats its effect on every call, so a retry first looks whether it took effect.
 struct Counter {
@@ -478,28 +486,18 @@ struct Counter {
 }
 
 impl Counter {
-    fn of(kind: &str, body: &Value) -> Option<Counter> {
-        let amount = |field: &str| body[field].as_f64().unwrap_or(0.0);
-        let addon = || body["addon"].as_str().map(str::to_owned);
-        match kind {
-            "add-addon" => Some(Counter {
-                addon: addon(),
-                delta: amount("qty"),
-            }),
-            "remove-addon" => Some(Counter {
-                addon: addon(),
-                delta: -amount("qty"),
-            }),
-            "topup-points" => Some(Counter {
-                addon: None,
-                delta: amount("points"),
-            }),
-            "deduct-points" => Some(Counter {
-                addon: None,
-                delta: -amount("points"),
-            }),
-            _ => None,
-        }
+    fn of(call: &Call) -> Option<Counter> {
+        let (addon, delta) = match call {
+            Call::AddAddon { addon, qty } => (Some(addon), f64::from(*qty)),
+            Call::RemoveAddon { addon, qty } => (Some(addon), -f64::from(*qty)),
+            Call::TopupPoints { points, .. } => (None, *points as f64),
+            Call::DeductPoints { points, .. } => (None, -(*points as f64)),
+            _ => return None,
+        };
+        Some(Counter {
+            addon: addon.cloned(),
+            delta,
+        })
     }
 
     async fn read(&self, partner: &PartnerClient, workspace: i64) -> Result<f64, PartnerError> {
@@ -525,7 +523,7 @@ async fn listen(db: PgPool, wake: Arc<Notify>) {
     loop {
         let listening = async {
             let mut listener = PgListener::connect_with(&db).await?;
-            listener.listen(WAKE_CHANNEL).await?;
+            listener.listen(calls::WAKE_CHANNEL).await?;
             loop {
                 listener.recv().await?;
                 wake.notify_one();
@@ -545,24 +543,28 @@ mod tests {
 
     #[test]
     fn counters_know_when_their_effect_is_there() {
-        let topup = Counter::of("topup-points", &json!({"points": 100, "note": "x"})).unwrap();
+        let note = || "x".to_owned();
+        let topup = Counter::of(&Call::TopupPoints {
+            points: 100,
+            note: note(),
+        })
+        .unwrap();
         assert!(topup.took_effect(50.0, 150.0));
         assert!(!topup.took_effect(50.0, 149.0));
-        let deduct = Counter::of("deduct-points", &json!({"points": 40, "note": "x"})).unwrap();
+        let deduct = Counter::of(&Call::DeductPoints {
+            points: 40,
+            note: note(),
+        })
+        .unwrap();
         assert!(deduct.took_effect(100.0, 60.0));
         assert!(!deduct.took_effect(100.0, 61.0));
-        let add = Counter::of("add-addon", &json!({"addon": "bot", "qty": 2})).unwrap();
+        let add = Counter::of(&Call::AddAddon {
+            addon: "bot".into(),
+            qty: 2,
+        })
+        .unwrap();
         assert_eq!(add.addon.as_deref(), Some("bot"));
         assert!(add.took_effect(1.0, 3.0));
-        assert!(Counter::of("pause", &Value::Null).is_none());
-    }
-
-    #[test]
-    fn existing_user_body_keeps_only_its_fields() {
-        let create = json!({"email": "a@b.c", "name": "A", "team_name": "T", "require_email_verification": "no", "trial_days": 7});
-        assert_eq!(
-            existing_user_body(&create),
-            json!({"email": "a@b.c", "team_name": "T", "trial_days": 7})
-        );
+        assert!(Counter::of(&Call::Pause).is_none());
     }
 }

@@ -1,11 +1,11 @@
 //! The UChat Partner API client (contract: `uchat-partner-api.md`).
 //!
-//! Every call goes through [`PartnerClient::send`], which adds the headers and the
+//! Every request goes through [`PartnerClient::send`], which adds the headers and the
 //! timeout and turns the response into a [`Reply`] or a classified [`PartnerError`].
-//! Mutations go through [`PartnerClient::execute`], whose `route` table is the single
-//! place that maps a call kind (as stored in `partner_calls.kind`) to method and path;
-//! the typed functions only build the JSON body and read the answer.
+//! Changes go through [`PartnerClient::execute`], which sends a typed [`Call`] along its
+//! kind's route; the reads have a typed function each.
 
+mod call;
 mod error;
 #[cfg(test)]
 mod tests;
@@ -15,37 +15,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
+pub use call::{Body, Call, CallKind, ExistingUserWorkspace, NewWorkspace, Route};
 pub use error::{looks_like_existing_account, parse_retry_after, PartnerError, EXCERPT_BYTES};
 pub use reqwest::Method;
 
-const USER_AGENT: &str = concat!("uchat-billing/", env!("CARGO_PKG_VERSION"));
+use crate::secret::Secret;
+use crate::USER_AGENT;
+
 const JSON: &str = "application/json";
-
-/// The partner API token. Its `Debug` prints `Token(***)`; it has no `Display`, and
-/// the client keeps it only inside a header value marked sensitive.
-#[derive(Clone)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-}
-
-impl From<String> for Token {
-    fn from(token: String) -> Self {
-        Self(token)
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
 
 /// Why a [`PartnerClient`] could not be built (a configuration problem).
 #[derive(Debug, thiserror::Error)]
@@ -92,51 +72,6 @@ impl Reply {
     }
 }
 
-/// How a call kind carries its arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Body {
-    Json,
-    /// No body is sent, whatever the stored body says.
-    Empty,
-}
-
-/// The call kinds of `partner_calls.kind`: method, path template (`{id}` is the
-/// workspace id) and body, as the contract lists them.
-fn route(kind: &str) -> Option<(Method, &'static str, Body)> {
-    use Body::*;
-    Some(match kind {
-        "create" => (Method::POST, "/partner/workspace/create", Json),
-        "create-for-existing-user" => (
-            Method::POST,
-            "/partner/workspace/create-for-existing-user",
-            Json,
-        ),
-        "change-plan" => (Method::POST, "/partner/workspace/{id}/change-plan", Json),
-        "add-addon" => (Method::POST, "/partner/workspace/{id}/add-addon", Json),
-        "remove-addon" => (Method::DELETE, "/partner/workspace/{id}/remove-addon", Json),
-        "topup-points" => (Method::POST, "/partner/workspace/{id}/topup-points", Json),
-        "deduct-points" => (
-            Method::DELETE,
-            "/partner/workspace/{id}/deduct-points",
-            Json,
-        ),
-        "pause" => (Method::POST, "/partner/workspace/{id}/pause", Empty),
-        "active" => (Method::POST, "/partner/workspace/{id}/active", Empty),
-        "enable-auto-renew" => (
-            Method::POST,
-            "/partner/workspace/{id}/enable-auto-renew",
-            Empty,
-        ),
-        "disable-auto-renew" => (
-            Method::POST,
-            "/partner/workspace/{id}/disable-auto-renew",
-            Empty,
-        ),
-        "delete" => (Method::DELETE, "/partner/workspace/{id}", Empty),
-        _ => return None,
-    })
-}
-
 /// A client for one partner account. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub struct PartnerClient {
@@ -161,17 +96,17 @@ impl fmt::Debug for PartnerClient {
 impl PartnerClient {
     /// `base_url` is the API root, e.g. `https://www.uchat.com.au/api`; `timeout`
     /// bounds each request from connect to the last byte of the response.
-    pub fn new(base_url: &str, token: Token, timeout: Duration) -> Result<Self, BuildError> {
+    pub fn new(base_url: &str, token: Secret, timeout: Duration) -> Result<Self, BuildError> {
         let base = base_url.trim_end_matches('/');
         let url = reqwest::Url::parse(base).map_err(|_| BuildError::BaseUrl(base.into()))?;
         if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
             return Err(BuildError::BaseUrl(base.into()));
         }
-        if token.0.trim().is_empty() {
+        if token.expose().trim().is_empty() {
             return Err(BuildError::Token);
         }
-        let mut auth =
-            HeaderValue::from_str(&format!("Bearer {}", token.0)).map_err(|_| BuildError::Token)?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| BuildError::Token)?;
         auth.set_sensitive(true);
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -252,45 +187,26 @@ impl PartnerClient {
         result
     }
 
-    /// Runs a stored call: `kind` is one of the kinds of the `route` table, `workspace_id` is
-    /// required by every kind but the two creates (which ignore it), and `body` is the
-    /// contract's JSON body (ignored by the kinds that send none).
+    /// Sends a call along its kind's route. `workspace_id` is required by every kind
+    /// but the two creates (which ignore it).
     pub async fn execute(
         &self,
-        kind: &str,
+        call: &Call,
         workspace_id: Option<i64>,
-        body: &Value,
     ) -> Result<Reply, PartnerError> {
-        let (method, template, body_kind) = route(kind)
-            .ok_or_else(|| PartnerError::invalid(format!("unknown partner call kind {kind:?}")))?;
+        let kind = call.kind();
+        let route = kind.route();
         let path = match workspace_id {
-            _ if !template.contains("{id}") => template.to_string(),
-            Some(id) => template.replace("{id}", &id.to_string()),
+            _ if !route.path.contains("{id}") => route.path,
+            Some(id) => route.path.replace("{id}", &id.to_string()),
             None => {
                 return Err(PartnerError::invalid(format!(
-                    "partner call {kind:?} needs a workspace id"
+                    "partner call \"{kind}\" needs a workspace id"
                 )))
             }
         };
-        let body = (body_kind == Body::Json).then_some(body);
-        self.send(method, &path, body).await
-    }
-
-    /// Creates a workspace and its owner; returns the new workspace id.
-    pub async fn create_workspace(&self, new: &NewWorkspace) -> Result<i64, PartnerError> {
-        let reply = self.execute("create", None, &new.body()).await?;
-        created_id(&reply)
-    }
-
-    /// Creates a workspace owned by an existing UChat user; returns its id.
-    pub async fn create_for_existing_user(
-        &self,
-        new: &ExistingUserWorkspace,
-    ) -> Result<i64, PartnerError> {
-        let reply = self
-            .execute("create-for-existing-user", None, &new.body())
-            .await?;
-        created_id(&reply)
+        let body = (route.body == Body::Json).then(|| call.body());
+        self.send(route.method, &path, body.as_ref()).await
     }
 
     pub async fn get_workspace(&self, id: i64) -> Result<WorkspaceInfo, PartnerError> {
@@ -312,75 +228,6 @@ impl PartnerClient {
             .send_with_query(Method::GET, "/partner/workspaces", &query, None)
             .await?;
         reply.decode(&reply.body, "workspace list")
-    }
-
-    /// `plan: "free"` downgrades.
-    pub async fn change_plan(
-        &self,
-        id: i64,
-        plan: &str,
-        auto_renew: bool,
-    ) -> Result<Reply, PartnerError> {
-        let body = json!({ "plan": plan, "auto_renew": yes_no(auto_renew) });
-        self.execute("change-plan", Some(id), &body).await
-    }
-
-    pub async fn add_addon(&self, id: i64, addon: &str, qty: u32) -> Result<Reply, PartnerError> {
-        self.execute("add-addon", Some(id), &addon_body(addon, qty))
-            .await
-    }
-
-    pub async fn remove_addon(
-        &self,
-        id: i64,
-        addon: &str,
-        qty: u32,
-    ) -> Result<Reply, PartnerError> {
-        self.execute("remove-addon", Some(id), &addon_body(addon, qty))
-            .await
-    }
-
-    pub async fn topup_points(
-        &self,
-        id: i64,
-        points: f64,
-        note: &str,
-    ) -> Result<Reply, PartnerError> {
-        self.execute("topup-points", Some(id), &points_body(points, note))
-            .await
-    }
-
-    pub async fn deduct_points(
-        &self,
-        id: i64,
-        points: f64,
-        note: &str,
-    ) -> Result<Reply, PartnerError> {
-        self.execute("deduct-points", Some(id), &points_body(points, note))
-            .await
-    }
-
-    pub async fn pause(&self, id: i64) -> Result<Reply, PartnerError> {
-        self.execute("pause", Some(id), &Value::Null).await
-    }
-
-    /// Resumes a paused workspace.
-    pub async fn active(&self, id: i64) -> Result<Reply, PartnerError> {
-        self.execute("active", Some(id), &Value::Null).await
-    }
-
-    pub async fn enable_auto_renew(&self, id: i64) -> Result<Reply, PartnerError> {
-        self.execute("enable-auto-renew", Some(id), &Value::Null)
-            .await
-    }
-
-    pub async fn disable_auto_renew(&self, id: i64) -> Result<Reply, PartnerError> {
-        self.execute("disable-auto-renew", Some(id), &Value::Null)
-            .await
-    }
-
-    pub async fn delete_workspace(&self, id: i64) -> Result<Reply, PartnerError> {
-        self.execute("delete", Some(id), &Value::Null).await
     }
 
     pub async fn plans(&self) -> Result<Vec<CatalogItem>, PartnerError> {
@@ -409,96 +256,6 @@ impl PartnerClient {
             .and_then(lenient::as_float)
             .ok_or_else(|| reply.unexpected("no numeric credit".into()))
     }
-}
-
-fn created_id(reply: &Reply) -> Result<i64, PartnerError> {
-    reply.workspace_id().ok_or_else(|| {
-        reply.unexpected(
-            "no data.id: the workspace may exist, check the list by email before repeating".into(),
-        )
-    })
-}
-
-fn yes_no(flag: bool) -> &'static str {
-    if flag {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-fn addon_body(addon: &str, qty: u32) -> Value {
-    json!({ "addon": addon, "qty": qty })
-}
-
-/// Whole points go out as integers (`10`, not `10.0`).
-fn points_body(points: f64, note: &str) -> Value {
-    let points = if points.fract() == 0.0 && points.abs() < 9e15 {
-        Value::from(points as i64)
-    } else {
-        Value::from(points)
-    };
-    json!({ "points": points, "note": note })
-}
-
-/// The body of a `create` call.
-#[derive(Clone, Serialize)]
-pub struct NewWorkspace {
-    pub name: String,
-    pub email: String,
-    pub password: String,
-    pub team_name: String,
-    #[serde(serialize_with = "serialize_yes_no")]
-    pub require_email_verification: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub template_ns: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trial_days: Option<u32>,
-}
-
-impl NewWorkspace {
-    /// The JSON body, as sent and as stored in `partner_calls.body`.
-    pub fn body(&self) -> Value {
-        serde_json::to_value(self).expect("strings and numbers always serialize")
-    }
-}
-
-impl fmt::Debug for NewWorkspace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewWorkspace")
-            .field("name", &self.name)
-            .field("email", &self.email)
-            .field("password", &"***")
-            .field("team_name", &self.team_name)
-            .field(
-                "require_email_verification",
-                &self.require_email_verification,
-            )
-            .field("template_ns", &self.template_ns)
-            .field("trial_days", &self.trial_days)
-            .finish()
-    }
-}
-
-/// The body of a `create-for-existing-user` call.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExistingUserWorkspace {
-    pub email: String,
-    pub team_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub template_ns: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trial_days: Option<u32>,
-}
-
-impl ExistingUserWorkspace {
-    pub fn body(&self) -> Value {
-        serde_json::to_value(self).expect("strings and numbers always serialize")
-    }
-}
-
-fn serialize_yes_no<S: Serializer>(flag: &bool, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(yes_no(*flag))
 }
 
 /// A workspace as `GET /partner/workspace/{id}` and the list describe it. Lenient:

@@ -16,7 +16,7 @@ fn client(server: &MockServer) -> PartnerClient {
 }
 
 fn client_at(base: &str, timeout: Duration) -> PartnerClient {
-    PartnerClient::new(base, Token::new(TOKEN), timeout).unwrap()
+    PartnerClient::new(base, Secret::new(TOKEN), timeout).unwrap()
 }
 
 fn ok() -> ResponseTemplate {
@@ -62,101 +62,108 @@ async fn every_kind_reaches_its_contract_method_path_and_body() {
     let plan = json!({ "plan": "business", "auto_renew": "yes" });
     let addon = json!({ "addon": "bot_user", "qty": 2 });
     let points = json!({ "points": 10, "note": "invoice in_1" });
-    let create = json!({ "name": "Ann", "email": "ann@example.com", "password": "pw",
+    let create = json!({ "name": "Ann", "email": "ann@example.com",
                          "team_name": "Ann's team", "require_email_verification": "no" });
     let existing = json!({ "email": "ann@example.com", "team_name": "Ann's team" });
     let cases = vec![
         (
-            "create",
+            CallKind::Create,
             None,
             "POST",
             "/partner/workspace/create",
             Some(create),
         ),
         (
-            "create-for-existing-user",
+            CallKind::CreateForExistingUser,
             None,
             "POST",
             "/partner/workspace/create-for-existing-user",
             Some(existing),
         ),
         (
-            "change-plan",
+            CallKind::ChangePlan,
             Some(42),
             "POST",
             "/partner/workspace/42/change-plan",
             Some(plan),
         ),
         (
-            "add-addon",
+            CallKind::AddAddon,
             Some(42),
             "POST",
             "/partner/workspace/42/add-addon",
             Some(addon.clone()),
         ),
         (
-            "remove-addon",
+            CallKind::RemoveAddon,
             Some(42),
             "DELETE",
             "/partner/workspace/42/remove-addon",
             Some(addon),
         ),
         (
-            "topup-points",
+            CallKind::TopupPoints,
             Some(42),
             "POST",
             "/partner/workspace/42/topup-points",
             Some(points.clone()),
         ),
         (
-            "deduct-points",
+            CallKind::DeductPoints,
             Some(42),
             "DELETE",
             "/partner/workspace/42/deduct-points",
             Some(points),
         ),
         (
-            "pause",
+            CallKind::Pause,
             Some(42),
             "POST",
             "/partner/workspace/42/pause",
             None,
         ),
         (
-            "active",
+            CallKind::Active,
             Some(42),
             "POST",
             "/partner/workspace/42/active",
             None,
         ),
         (
-            "enable-auto-renew",
+            CallKind::EnableAutoRenew,
             Some(42),
             "POST",
             "/partner/workspace/42/enable-auto-renew",
             None,
         ),
         (
-            "disable-auto-renew",
+            CallKind::DisableAutoRenew,
             Some(42),
             "POST",
             "/partner/workspace/42/disable-auto-renew",
             None,
         ),
-        ("delete", Some(42), "DELETE", "/partner/workspace/42", None),
+        (
+            CallKind::Delete,
+            Some(42),
+            "DELETE",
+            "/partner/workspace/42",
+            None,
+        ),
     ];
     let client = client(&server);
     for (kind, id, m, p, body) in cases {
         expect_once(&server, m, p, body.clone(), ok()).await;
         // Kinds without a body drop whatever the stored row holds.
         let stored = body.unwrap_or_else(|| json!({ "stale": true }));
-        let reply = client.execute(kind, id, &stored).await;
+        let call = Call::from_stored(kind, stored).unwrap();
+        let reply = client.execute(&call, id).await;
         assert_eq!(reply.map(|r| r.status), Ok(200), "kind {kind}");
     }
 }
 
 #[tokio::test]
-async fn execute_refuses_unknown_kinds_and_missing_ids_without_a_request() {
+async fn unknown_kinds_bad_bodies_and_missing_ids_are_refused_without_a_request() {
     let server = MockServer::start().await;
     Mock::given(any())
         .respond_with(ok())
@@ -164,16 +171,44 @@ async fn execute_refuses_unknown_kinds_and_missing_ids_without_a_request() {
         .mount(&server)
         .await;
     let client = client(&server);
-    let unknown = client.execute("explode", Some(1), &Value::Null).await;
-    assert!(matches!(
-        unknown,
-        Err(PartnerError::Rejected { status: None, .. })
-    ));
-    let no_id = client
-        .execute("pause", None, &Value::Null)
-        .await
-        .unwrap_err();
+    assert!(serde_json::from_value::<CallKind>(json!("explode")).is_err());
+    let bad_body = Call::from_stored(CallKind::AddAddon, json!({ "addon": "bot", "qty": "2" }));
+    assert!(bad_body.is_err(), "{bad_body:?}");
+    let no_id = client.execute(&Call::Pause, None).await.unwrap_err();
+    assert!(
+        matches!(no_id, PartnerError::Rejected { status: None, .. }),
+        "{no_id:?}"
+    );
     assert!(no_id.message().contains("needs a workspace id"), "{no_id}");
+}
+
+#[test]
+fn kinds_are_stored_and_routed_by_their_contract_names() {
+    for kind in CallKind::ALL {
+        let name = kind.to_string();
+        assert_eq!(json!(kind), json!(name));
+        assert!(
+            kind.route().path.ends_with(&name) || kind == CallKind::Delete,
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        CallKind::CreateForExistingUser.to_string(),
+        "create-for-existing-user"
+    );
+    assert_eq!(CallKind::Active.to_string(), "active");
+}
+
+#[test]
+fn existing_user_body_keeps_only_its_fields() {
+    let create = json!({"email": "a@b.c", "name": "A", "team_name": "T", "require_email_verification": "no", "trial_days": 7});
+    let Ok(Call::Create(new)) = Call::from_stored(CallKind::Create, create) else {
+        panic!("a create body reads as a create");
+    };
+    assert_eq!(
+        Call::CreateForExistingUser(new.for_existing_user()).body(),
+        json!({"email": "a@b.c", "team_name": "T", "trial_days": 7})
+    );
 }
 
 #[tokio::test]
@@ -230,7 +265,7 @@ async fn typed_mutations_send_the_contract_bodies() {
         &server,
         "POST",
         &format!("{w}/topup-points"),
-        Some(json!({ "points": 12.5, "note": "top-up" })),
+        Some(json!({ "points": 12, "note": "top-up" })),
         ok(),
     )
     .await;
@@ -251,31 +286,55 @@ async fn typed_mutations_send_the_contract_bodies() {
     let new = NewWorkspace {
         name: "Ann".into(),
         email: "ann@example.com".into(),
-        password: "pw".into(),
+        password: Some(Secret::new("pw")),
         team_name: "Ann's team".into(),
         require_email_verification: true,
         template_ns: Some("tpl_1".into()),
         trial_days: Some(0),
     };
     assert!(!format!("{new:?}").contains("pw"));
-    assert_eq!(c.create_workspace(&new).await, Ok(101));
+    let created = c.execute(&Call::Create(new), None).await.unwrap();
+    assert_eq!(created.workspace_id(), Some(101));
     let existing = ExistingUserWorkspace {
         email: "bob@example.com".into(),
         team_name: "Bob".into(),
         template_ns: None,
         trial_days: Some(7),
     };
-    assert_eq!(c.create_for_existing_user(&existing).await, Ok(102));
-    c.change_plan(7, "free", false).await.unwrap();
-    c.add_addon(7, "member", 3).await.unwrap();
-    c.remove_addon(7, "bot", 1).await.unwrap();
-    c.topup_points(7, 12.5, "top-up").await.unwrap();
-    c.deduct_points(7, 5.0, "refund re_1").await.unwrap();
-    c.pause(7).await.unwrap();
-    c.active(7).await.unwrap();
-    c.enable_auto_renew(7).await.unwrap();
-    c.disable_auto_renew(7).await.unwrap();
-    c.delete_workspace(7).await.unwrap();
+    let created = c
+        .execute(&Call::CreateForExistingUser(existing), None)
+        .await
+        .unwrap();
+    assert_eq!(created.workspace_id(), Some(102));
+    for call in [
+        Call::ChangePlan {
+            plan: "free".into(),
+            auto_renew: false,
+        },
+        Call::AddAddon {
+            addon: "member".into(),
+            qty: 3,
+        },
+        Call::RemoveAddon {
+            addon: "bot".into(),
+            qty: 1,
+        },
+        Call::TopupPoints {
+            points: 12,
+            note: "top-up".into(),
+        },
+        Call::DeductPoints {
+            points: 5,
+            note: "refund re_1".into(),
+        },
+        Call::Pause,
+        Call::Active,
+        Call::EnableAutoRenew,
+        Call::DisableAutoRenew,
+        Call::Delete,
+    ] {
+        c.execute(&call, Some(7)).await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -380,7 +439,7 @@ async fn lists_plans_addons_and_credit() {
 async fn outcome(reply: ResponseTemplate) -> Result<Reply, PartnerError> {
     let server = MockServer::start().await;
     Mock::given(any()).respond_with(reply).mount(&server).await;
-    client(&server).pause(42).await
+    client(&server).execute(&Call::Pause, Some(42)).await
 }
 
 fn json_reply(status: u16, body: Value) -> ResponseTemplate {
@@ -474,7 +533,7 @@ async fn a_timeout_is_retryable_and_ambiguous() {
         .mount(&server)
         .await;
     let client = client_at(&server.uri(), Duration::from_millis(200));
-    let err = client.pause(42).await.unwrap_err();
+    let err = client.execute(&Call::Pause, Some(42)).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -495,7 +554,11 @@ async fn a_refused_connection_is_retryable_and_not_ambiguous() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let client = client_at(&format!("http://{addr}/api/"), Duration::from_secs(2));
-    let err = client.change_plan(42, "business", true).await.unwrap_err();
+    let plan = Call::ChangePlan {
+        plan: "business".into(),
+        auto_renew: true,
+    };
+    let err = client.execute(&plan, Some(42)).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -566,15 +629,15 @@ async fn an_email_with_an_account_is_an_existing_account() {
             json!({ "status": "error", "message": "Email already registered" }),
         ),
     ];
-    let new = NewWorkspace {
+    let create = Call::Create(NewWorkspace {
         name: "Ann".into(),
         email: "ann@example.com".into(),
-        password: "pw".into(),
+        password: Some(Secret::new("pw")),
         team_name: "Ann".into(),
         require_email_verification: false,
         template_ns: None,
         trial_days: None,
-    };
+    });
     let client = client(&server);
     for refusal in refusals {
         server.reset().await;
@@ -582,7 +645,7 @@ async fn an_email_with_an_account_is_an_existing_account() {
             .respond_with(refusal)
             .mount(&server)
             .await;
-        let err = client.create_workspace(&new).await.unwrap_err();
+        let err = client.execute(&create, None).await.unwrap_err();
         assert!(
             matches!(err, PartnerError::ExistingAccount { .. }),
             "{err:?}"
@@ -619,14 +682,14 @@ async fn a_lack_of_credit_is_insufficient_credit() {
 
 #[test]
 fn token_and_build_errors_never_show_the_token() {
-    assert_eq!(format!("{:?}", Token::new(TOKEN)), "Token(***)");
+    assert_eq!(format!("{:?}", Secret::new(TOKEN)), "Secret(***)");
     let client = client_at("http://127.0.0.1:1/api", Duration::from_secs(1));
     assert!(!format!("{client:?}").contains(TOKEN));
     let bad =
-        PartnerClient::new("http://x", Token::new("a\nb"), Duration::from_secs(1)).unwrap_err();
+        PartnerClient::new("http://x", Secret::new("a\nb"), Duration::from_secs(1)).unwrap_err();
     assert!(matches!(bad, BuildError::Token), "{bad}");
     let bad =
-        PartnerClient::new("not a url", Token::new(TOKEN), Duration::from_secs(1)).unwrap_err();
+        PartnerClient::new("not a url", Secret::new(TOKEN), Duration::from_secs(1)).unwrap_err();
     assert!(matches!(bad, BuildError::BaseUrl(_)), "{bad}");
 }
 

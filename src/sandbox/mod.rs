@@ -1,6 +1,7 @@
 //! The sandbox: a stateful fake of the UChat Partner API
 //! (`shared/uchat-partner-api.md`) for tests and local runs. It speaks the
-//! contract only and uses nothing else of the service.
+//! contract only and uses nothing else of the service: its write routes are those of
+//! the contract's call kinds ([`CallKind::route`]), the client's own.
 //!
 //! # Base URL
 //! Routes are mounted at the root, so the service's partner base URL is
@@ -43,12 +44,14 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, on, post, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
+
+use crate::partner::CallKind;
 
 use faults::{Env, Outcome};
 use fields::Fields;
@@ -218,29 +221,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub fn router(config: SandboxConfig) -> (Router, SandboxHandle) {
     let handle = SandboxHandle::new(config);
     let workspace = "/partner/workspace/{id}";
-    let partner = Router::new()
-        .route("/partner/workspace/create", post(create_workspace))
-        .route(
-            "/partner/workspace/create-for-existing-user",
-            post(create_for_existing_user),
-        )
-        .route(workspace, get(get_workspace).delete(delete_workspace))
+    let calls = CallKind::ALL
+        .into_iter()
+        .fold(Router::new(), |router, kind| {
+            router.route(&kind.route().path, call_handler(kind))
+        });
+    let partner = calls
+        .route(workspace, get(get_workspace))
         .route("/partner/workspaces", get(list_workspaces))
-        .route(&format!("{workspace}/change-plan"), post(change_plan))
-        .route(&format!("{workspace}/add-addon"), post(add_addon))
-        .route(&format!("{workspace}/remove-addon"), delete(remove_addon))
-        .route(&format!("{workspace}/topup-points"), post(topup_points))
-        .route(&format!("{workspace}/deduct-points"), delete(deduct_points))
-        .route(&format!("{workspace}/pause"), post(pause))
-        .route(&format!("{workspace}/active"), post(activate))
-        .route(
-            &format!("{workspace}/enable-auto-renew"),
-            post(enable_auto_renew),
-        )
-        .route(
-            &format!("{workspace}/disable-auto-renew"),
-            post(disable_auto_renew),
-        )
         .route(&format!("{workspace}/invite-member"), post(invite_member))
         .route("/partner/plans", get(plans))
         .route("/partner/addons", get(addons))
@@ -282,6 +270,25 @@ pub async fn serve(
             handle.inner.stopping.send_replace(true);
         })
         .await
+}
+
+/// Where each kind of call is served: at its route in the contract.
+fn call_handler(kind: CallKind) -> MethodRouter<SandboxHandle> {
+    let method = MethodFilter::try_from(kind.route().method).expect("the contract's methods");
+    match kind {
+        CallKind::Create => on(method, create_workspace),
+        CallKind::CreateForExistingUser => on(method, create_for_existing_user),
+        CallKind::ChangePlan => on(method, change_plan),
+        CallKind::AddAddon => on(method, add_addon),
+        CallKind::RemoveAddon => on(method, remove_addon),
+        CallKind::TopupPoints => on(method, topup_points),
+        CallKind::DeductPoints => on(method, deduct_points),
+        CallKind::Pause => on(method, pause),
+        CallKind::Active => on(method, activate),
+        CallKind::EnableAutoRenew => on(method, enable_auto_renew),
+        CallKind::DisableAutoRenew => on(method, disable_auto_renew),
+        CallKind::Delete => on(method, delete_workspace),
+    }
 }
 
 // ---------------------------------------------------------------- errors

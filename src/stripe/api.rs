@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::decode::line_item;
 use crate::domain::LineItem;
 use crate::secret::Secret;
+use crate::USER_AGENT;
 
 pub const DEFAULT_BASE: &str = "https://api.stripe.com";
 
@@ -47,7 +49,7 @@ impl StripeApi {
     pub fn new(base: &str, key: Secret) -> StripeApi {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
-            .user_agent(concat!("uchat-billing/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()
             .expect("a client with a timeout and a user agent builds");
         StripeApi {
@@ -135,17 +137,4 @@ impl StripeApi {
 /// reqwest errors print the URL; ours carry no secret, but keep messages short anyway.
 fn without_url(error: reqwest::Error) -> reqwest::Error {
     error.without_url()
-}
-
-fn line_item(item: &Value) -> Option<LineItem> {
-    let price = &item["price"];
-    let price = price["id"].as_str().or_else(|| price.as_str())?;
-    let quantity = item["quantity"]
-        .as_u64()
-        .and_then(|q| u32::try_from(q).ok())
-        .unwrap_or(1);
-    Some(LineItem {
-        price: price.to_owned(),
-        quantity,
-    })
 }

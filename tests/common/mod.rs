@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uchat_billing::config::{Config, Delivery};
 use uchat_billing::delivery::{DeliverySettings, RetryPolicy, Worker};
-use uchat_billing::partner::{PartnerClient, Token};
+use uchat_billing::partner::PartnerClient;
 use uchat_billing::plan::Catalog;
 use uchat_billing::processor::Processor;
 use uchat_billing::secret::Secret;
@@ -121,7 +121,7 @@ pub fn delivery_with_timeout(base: &str, timeout: Duration) -> Delivery {
     // Longer than one try (up to three requests), short enough for crash tests.
     settings.lease = timeout * 4;
     Delivery {
-        partner: PartnerClient::new(base, Token::new(PARTNER_TOKEN), timeout).unwrap(),
+        partner: PartnerClient::new(base, Secret::new(PARTNER_TOKEN), timeout).unwrap(),
         settings,
     }
 }

@@ -55,7 +55,7 @@ pub async fn list(
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<OrderSummary>>, ApiError> {
     let filter = OrderFilter {
-        status: query.status.map(OrderStatus::as_str),
+        status: query.status,
         email: query.email.as_deref(),
         customer: query.customer.as_deref(),
         workspace_id: query.workspace_id,
@@ -160,7 +160,7 @@ impl PartialSchema for OrderStatus {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .enum_values(Some(OrderStatus::ALL.map(OrderStatus::as_str)))
+            .enum_values(Some(OrderStatus::ALL.map(|status| status.to_string())))
             .into()
     }
 }

@@ -1,4 +1,5 @@
-//! When a failed call is tried again: exponential backoff with full jitter.
+//! When failed work is tried again: exponential backoff, for partner calls with full
+//! jitter.
 
 use std::time::Duration;
 
@@ -38,12 +39,16 @@ impl RetryPolicy {
         if attempt >= self.max_attempts {
             return None;
         }
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(30))
-            .min(self.cap);
-        let jittered = ceiling.mul_f64(random.clamp(0.0, 1.0));
+        let jittered = self.ceiling(attempt).mul_f64(random.clamp(0.0, 1.0));
         Some(retry_after.map_or(jittered, |floor| jittered.max(floor)))
+    }
+
+    /// The longest wait after failed try number `attempt` (from 1): `base`, doubled each
+    /// try, up to `cap`.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        self.base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(30))
+            .min(self.cap)
     }
 
     /// The sum of every ceiling: the longest a call can spend retrying.
