@@ -61,7 +61,10 @@ pub struct ClaimedEvent {
 /// to arrive, so they apply in order), and is not known to wait for an older event of its
 /// order. The claim is one index scan that stops at the first row: an event found waiting
 /// leaves the candidates (see [`wait_for_predecessor`]), so the cost does not grow with
-/// the backlog, whichever plan Postgres caches for the statement.
+/// the backlog, whichever plan Postgres caches for the statement. The row lock is the one
+/// an update takes, not the stronger one a delete takes: a processor holding the order
+/// keys may then record a wait for this event (a foreign key check) without waiting for
+/// this claim, which is about to wait for those keys.
 pub async fn claim_next(
     conn: &mut PgConnection,
     settle: Duration,
@@ -72,7 +75,7 @@ pub async fn claim_next(
            AND received_at <= now() - make_interval(secs => $1)
          ORDER BY next_attempt_at, id
          LIMIT 1
-         FOR UPDATE SKIP LOCKED",
+         FOR NO KEY UPDATE SKIP LOCKED",
     )
     .bind(settle.as_secs_f64())
     .fetch_optional(conn)
