@@ -5,7 +5,8 @@
 //! 1. Burst: 1,500 subscription sales (3,000 signed events) posted as fast as the service
 //!    accepts them, timed until the sandbox holds every workspace and every call is done.
 //! 2. Distinct orders: 10,000 pending events (5,000 sales) appear at once; no partner.
-//! 3. One order: 5,000 pending events of one subscription appear at once; no partner.
+//! 3. One order: 1,000, then 5,000 pending events of one subscription appear at once; no
+//!    partner.
 //!
 //! In each case the release binary of the service first idles for a few seconds against
 //! its new, empty database. Needs Postgres at 127.0.0.1:5432; writes nothing outside its
@@ -36,7 +37,13 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         burst().await?;
         distinct_orders().await?;
-        one_order().await
+        // Linear: five times the backlog drains in about five times as long.
+        println!("## Backlog: pending events of one order, no partner\n");
+        Drain::header();
+        one_order(1000).await?.print();
+        one_order(5000).await?.print();
+        println!();
+        Ok(())
     })
 }
 
@@ -131,17 +138,19 @@ async fn distinct_orders() -> anyhow::Result<()> {
     let drain = drain(&db, &events).await?;
     service.stop();
     println!("## Backlog: 10,000 pending events of 5,000 distinct orders, no partner\n");
+    Drain::header();
     drain.print();
+    println!();
     Ok(())
 }
 
-async fn one_order() -> anyhow::Result<()> {
-    const EVENTS: usize = 5000;
+/// One order's backlog of `events` events: a sale, then the buyer changing the bot
+/// add-on's quantity back and forth, once a second.
+async fn one_order(events: usize) -> anyhow::Result<Drain> {
     let (service, db) = idle_service(&[]).await?;
-    let mut events = sale_events(0, "buyer0@example.com");
+    let mut bodies = sale_events(0, "buyer0@example.com");
     let created = chrono::Utc::now().timestamp();
-    // The buyer changes the bot add-on's quantity back and forth, once a second.
-    events.extend((2..EVENTS).map(|n| {
+    bodies.extend((2..events).map(|n| {
         let bots = 1 + n % 2;
         serde_json::to_vec(&json!({"id": format!("evt_update_{n}"), "object": "event",
             "type": "customer.subscription.updated", "api_version": "2025-03-31.basil",
@@ -152,11 +161,9 @@ async fn one_order() -> anyhow::Result<()> {
                                    {"price": {"id": "price_bot"}, "quantity": bots}]}}}}))
         .expect("JSON serializes")
     }));
-    let drain = drain(&db, &events).await?;
+    let drain = drain(&db, &bodies).await?;
     service.stop();
-    println!("## Backlog: 5,000 pending events of one order, no partner\n");
-    drain.print();
-    Ok(())
+    Ok(drain)
 }
 
 /// How a backlog drained: when each thousand of its events was done.
@@ -167,9 +174,12 @@ struct Drain {
 }
 
 impl Drain {
-    fn print(&self) {
+    fn header() {
         println!("| events | drained in | events/s | ms per 1,000: first / last |");
         println!("|---|---|---|---|");
+    }
+
+    fn print(&self) {
         match self.thousands.last() {
             Some(total) if self.done == self.events => {
                 let first = self.thousands[0];
@@ -181,7 +191,7 @@ impl Drain {
                         Duration::ZERO
                     };
                 println!(
-                    "| {} | {:.1} s | {:.0} | {:.0} / {:.0} |\n",
+                    "| {} | {:.1} s | {:.0} | {:.0} / {:.0} |",
                     self.events,
                     total.as_secs_f64(),
                     self.events as f64 / total.as_secs_f64(),
@@ -190,7 +200,7 @@ impl Drain {
                 );
             }
             _ => println!(
-                "| {} | not in {} s: {} done | - | - |\n",
+                "| {} | not in {} s: {} done | - | - |",
                 self.events,
                 DEADLINE.as_secs(),
                 self.done
@@ -207,7 +217,7 @@ async fn drain(db: &PgPool, bodies: &[Vec<u8>]) -> anyhow::Result<Drain> {
     let mut thousands = Vec::new();
     let mut done = 0;
     while done < bodies.len() && started.elapsed() < DEADLINE {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let processed: i64 =
             sqlx::query_scalar("SELECT count(*) FROM events WHERE status <> 'pending'")
                 .fetch_one(db)
