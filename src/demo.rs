@@ -9,7 +9,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::config::{self, Config, Delivery};
+use crate::config::{Config, Delivery};
 use crate::delivery::DeliverySettings;
 use crate::partner::{PartnerClient, Token};
 use crate::plan::Catalog;
@@ -22,6 +22,7 @@ use crate::stripe::signature;
 const CATALOG: &str = include_str!("../catalog.example.toml");
 
 pub struct DemoOptions {
+    pub database_url: String,
     pub bind: std::net::SocketAddr,
     pub sandbox_bind: std::net::SocketAddr,
     pub keep_running: bool,
@@ -34,7 +35,7 @@ struct Step {
 }
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
-    let database_url = config::database_url(&config::var);
+    let database_url = options.database_url;
     let db = crate::db::pool(&database_url, 10)?;
     if let Err(error) = crate::db::prepare(&database_url, &db).await {
         bail!(

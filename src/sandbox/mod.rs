@@ -25,12 +25,14 @@
 //! - Faults ([`Faults`]) apply to every other request, after it is logged: latency to
 //!   all, failures and timeouts to writes (POST, DELETE) only.
 
+mod config;
 mod faults;
 mod fields;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub use config::{help, VARIABLES};
 pub use faults::Faults;
 pub use state::{CatalogItem, Invite, Workspace, ADDONS, PLANS};
 
@@ -50,7 +52,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-use faults::{Env, Outcome};
+use faults::Outcome;
 use fields::Fields;
 use state::{Credit, Store};
 
@@ -74,37 +76,6 @@ impl Default for SandboxConfig {
             credit: DEFAULT_CREDIT,
             faults: Faults::default(),
         }
-    }
-}
-
-impl SandboxConfig {
-    /// `SANDBOX_TOKEN` (default `sandbox-token`), `SANDBOX_CREDIT` (default 1000)
-    /// and the fault variables of [`Faults::from_env`]; unset or empty means the
-    /// default. One message per bad value.
-    pub fn from_env() -> Result<SandboxConfig, Vec<String>> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<SandboxConfig, Vec<String>> {
-        let mut env = Env::new(lookup);
-        let token = env.get(
-            "SANDBOX_TOKEN",
-            DEFAULT_TOKEN.to_string(),
-            "a token",
-            |_| true,
-        );
-        let credit = env.get(
-            "SANDBOX_CREDIT",
-            DEFAULT_CREDIT,
-            "an amount of 0 or more",
-            |c: &f64| c.is_finite() && *c >= 0.0,
-        );
-        let faults = Faults::read(&mut env);
-        env.finish(SandboxConfig {
-            token,
-            credit,
-            faults,
-        })
     }
 }
 
