@@ -54,6 +54,52 @@ fn bad_configuration_exits_2_naming_every_problem() {
     );
 }
 
+#[test]
+fn every_command_reports_every_problem_of_its_environment_at_once() {
+    reports_each_once(
+        "serve",
+        &[("LOG_FORMAT", "xml"), ("BIND_ADDR", "nowhere")],
+        &[
+            "LOG_FORMAT",
+            "BIND_ADDR",
+            "STRIPE_WEBHOOK_SECRET",
+            "CATALOG_PATH",
+        ],
+    );
+    reports_each_once(
+        "worker",
+        &[("UCHAT_TIMEOUT_SECS", "0"), ("RETRY_CAP_SECS", "soon")],
+        &["UCHAT_API_TOKEN", "UCHAT_TIMEOUT_SECS", "RETRY_CAP_SECS"],
+    );
+    reports_each_once(
+        "sandbox",
+        &[("SANDBOX_FAIL_RATE", "2"), ("SANDBOX_CREDIT", "-1")],
+        &["SANDBOX_CREDIT", "SANDBOX_FAIL_RATE"],
+    );
+}
+
+/// `subcommand` run with `env` exits 2, with one problem line naming each of `named`.
+fn reports_each_once(subcommand: &str, env: &[(&str, &str)], named: &[&str]) {
+    let output = command()
+        .arg(subcommand)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{subcommand}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("configuration error: "))
+        .collect();
+    for name in named {
+        assert_eq!(
+            problems.iter().filter(|line| line.contains(name)).count(),
+            1,
+            "{subcommand}: one line names {name}:\n{stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn migrate_creates_the_database_and_serve_stops_cleanly_on_sigterm() {
     let database = common::fresh_database().await;
