@@ -1,5 +1,4 @@
 //! `spawn_app`: the real service on port 0, against a fresh database of its own.
-#![allow(dead_code)] // each test binary uses its own subset of these helpers
 
 pub mod db_proxy;
 pub mod redelivery;
@@ -45,7 +44,6 @@ pub struct TestApp {
     /// Dropped with the app; `None` when the app has no reachable database.
     pub database: Option<TestDatabase>,
     pub client: reqwest::Client,
-    pub secrets: Vec<Secret>,
     /// The app's event processor; tests drive it (`drain`) unless background work is on.
     pub processor: Processor,
     /// The app's delivery worker, when the test configured a partner.
@@ -144,7 +142,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     adjust(&mut config);
     let app = Application::build(&config).await.expect("app builds");
     let db = uchat_billing::db::pool(&database.url, 2).unwrap();
-    start(app, db, Some(database), &config)
+    start(app, db, Some(database))
 }
 
 /// The service over a pool whose database cannot be reached.
@@ -152,10 +150,10 @@ pub async fn spawn_app_without_database() -> TestApp {
     let config = config("postgres://postgres@127.0.0.1:1/nowhere", &[WEBHOOK_SECRET]);
     let db = uchat_billing::db::pool(&config.database_url, 1).unwrap();
     let app = Application::with_pool(&config, db.clone()).await.unwrap();
-    start(app, db, None, &config)
+    start(app, db, None)
 }
 
-fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &Config) -> TestApp {
+fn start(app: Application, db: PgPool, database: Option<TestDatabase>) -> TestApp {
     let address = format!("http://{}", app.local_addr());
     let processor = app.processor();
     let worker = app.worker();
@@ -165,7 +163,6 @@ fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &
         db,
         database,
         client: reqwest::Client::new(),
-        secrets: config.webhook_secrets.clone(),
         processor,
         worker,
     }

@@ -1,7 +1,7 @@
 //! The operator API as an operator uses it: access, reads, the retry/cancel/reprocess state
 //! machine, dry runs, stats, metrics and the OpenAPI document.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;

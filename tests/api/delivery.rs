@@ -1,7 +1,7 @@
 //! Delivery against a partner on loopback: every call reaches its endpoint once, in
 //! order per order, through failures, timeouts, crashes and concurrent workers.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

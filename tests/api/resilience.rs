@@ -2,7 +2,7 @@
 //! and restarted, a flaky partner, a database outage under load. Afterwards every
 //! acknowledged event is stored and applied, and every sale is provisioned exactly once.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Stored events become orders and exactly the partner calls they imply, whatever order
 //! and however often Stripe delivers them.
 
-mod common;
+use crate::common;
 
 use common::story::{self, Sub};
 use common::*;

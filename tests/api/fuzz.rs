@@ -2,7 +2,7 @@
 //! decoder take arbitrary input without panicking, and `POST /webhooks/stripe` answers
 //! any body and header with 200, 400 or 413, never a 5xx.
 
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;

@@ -1,6 +1,6 @@
 //! The binary as an operator meets it: configuration errors, migrate, serve and shutdown.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -1,0 +1,12 @@
+//! The service from the outside, in one test binary (so the crate links once): each
+//! module is one area, all on the helpers of `common`.
+
+mod admin;
+mod cli;
+mod common;
+mod delivery;
+mod flow;
+mod fuzz;
+mod processing;
+mod resilience;
+mod webhook;
