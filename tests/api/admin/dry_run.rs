@@ -29,6 +29,7 @@ async fn row_counts(app: &TestApp) -> BTreeMap<&'static str, i64> {
 #[tokio::test]
 async fn a_dry_run_plans_against_the_orders_current_state_and_writes_nothing() {
     let app = spawn_app().await;
+    app.expect_unfinished_calls();
     app.post_stripe_events(&sale()).await;
     app.process_events().await;
     let order_id = only_order_id(&app).await;

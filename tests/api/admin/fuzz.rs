@@ -104,6 +104,7 @@ fn no_input_to_any_admin_route_causes_a_server_error() {
         let app = app_with_an_order().await;
         let calls = call_ids(&app, only_order_id(&app).await).await;
         set_call(&app, calls[0], "dead").await;
+        app.expect_dead_calls();
         set_call(&app, calls[1], "held").await;
         let operations = operations(&document(&app).await, "{id}");
         (app, operations)

@@ -46,9 +46,11 @@ fn upgrade() -> Vec<u8> {
     )
 }
 
-/// An app with the sale and the upgrade applied: one order, four pending calls.
+/// An app with the sale and the upgrade applied: one order, four pending calls, which
+/// nothing delivers.
 async fn app_with_an_order() -> TestApp {
     let app = spawn_app().await;
+    app.expect_unfinished_calls();
     let mut events = sale();
     events.push(upgrade());
     app.post_stripe_events(&events).await;

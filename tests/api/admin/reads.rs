@@ -123,6 +123,8 @@ async fn an_event_that_failed_shows_in_its_orders_timeline() {
         config.stripe_api = Some(StripeApi::new(&base, Secret::new("rk_test_admin")));
     })
     .await;
+    app.expect_failed_events();
+    app.expect_unfinished_calls();
     let paid = story::points_checkout("evt_p1", 100, 1000, "4242");
     let mut again: Value = serde_json::from_slice(&paid).unwrap();
     again["id"] = json!("evt_p2");
@@ -309,6 +311,7 @@ async fn calls_are_listed_newest_first_by_status_a_page_at_a_time() {
     let calls = call_ids(&app, only_order_id(&app).await).await;
     set_call(&app, calls[0], "succeeded").await;
     set_call(&app, calls[1], "dead").await;
+    app.expect_dead_calls();
 
     let (status, page) = app.admin_get("/admin/calls?limit=2").await;
     assert_eq!(status, StatusCode::OK);

@@ -24,6 +24,7 @@ fn catalog_lacking_business() -> Catalog {
 #[tokio::test]
 async fn reprocessing_after_a_catalog_fix_plans_the_right_calls() {
     let app = spawn_app_with(|config| config.catalog = Arc::new(catalog_lacking_business())).await;
+    app.expect_unfinished_calls();
     app.post_stripe_events(&sale()).await;
     app.process_events().await;
     let order_id = only_order_id(&app).await;
@@ -89,6 +90,7 @@ async fn reprocessing_after_a_catalog_fix_plans_the_right_calls() {
 #[tokio::test]
 async fn a_failed_event_can_be_reprocessed_and_other_states_cannot() {
     let app = app_with_an_order().await;
+    app.expect_failed_events();
     let broken = envelope(
         "evt_broken",
         "customer.subscription.updated",

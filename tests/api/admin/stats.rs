@@ -9,6 +9,7 @@ async fn stats_count_orders_and_calls_and_show_the_backlog() {
     let app = app_with_an_order().await;
     let calls = call_ids(&app, only_order_id(&app).await).await;
     set_call(&app, calls[0], "dead").await;
+    app.expect_dead_calls();
     set_call(&app, calls[1], "held").await;
     sqlx::query("UPDATE partner_calls SET next_attempt_at = now() - interval '90 seconds' WHERE id = ANY($1)")
         .bind(&calls[1..])
@@ -38,6 +39,7 @@ async fn metrics_count_webhooks_and_show_the_backlog_in_prometheus_format() {
         "dead",
     )
     .await;
+    app.expect_dead_calls();
 
     let response = app
         .admin_request(Method::GET, "/metrics")

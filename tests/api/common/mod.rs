@@ -1,10 +1,12 @@
 //! `spawn_app`: the real service on port 0, against a fresh database of its own.
 
 pub mod db_proxy;
+mod leftovers;
 pub mod redelivery;
 pub mod service;
 pub mod story;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +50,8 @@ pub struct TestApp {
     pub processor: Processor,
     /// The app's delivery worker, when the test configured a partner.
     pub worker: Option<Worker>,
+    /// What the test leaves behind on purpose; anything else fails it when the app drops.
+    expected: leftovers::Expected,
 }
 
 pub struct TestDatabase {
@@ -165,6 +169,7 @@ fn start(app: Application, db: PgPool, database: Option<TestDatabase>) -> TestAp
         client: reqwest::Client::new(),
         processor,
         worker,
+        expected: Default::default(),
     }
 }
 
@@ -174,25 +179,29 @@ impl Drop for TestDatabase {
     }
 }
 
-/// Drops a test database, connections and all. Runs on a thread of its own because
-/// `Drop` may run inside a test's runtime, which must not block.
+/// Drops a test database, connections and all.
 pub fn drop_database(name: &str) {
     let statement = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+    let _ = on_own_runtime(async move {
+        if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
+            let _ = admin.execute(statement.as_str()).await;
+        }
+    });
+}
+
+/// Runs `work` on a thread and runtime of its own, for `Drop`, which may run inside a
+/// test's runtime, where blocking on a future panics. `Err` if `work` panicked.
+fn on_own_runtime<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> std::thread::Result<T> {
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        runtime.block_on(async {
-            if let Ok(mut admin) =
-                PgConnection::connect(&format!("{}/postgres", server_url())).await
-            {
-                let _ = admin.execute(statement.as_str()).await;
-            }
-        });
+            .unwrap()
+            .block_on(work)
     })
     .join()
-    .ok();
 }
 
 pub fn now() -> i64 {
