@@ -1,6 +1,6 @@
 //! The sandbox: a stateful fake of the UChat Partner API
 //! (`shared/uchat-partner-api.md`) for tests and local runs. It speaks the
-//! contract only and uses nothing else of the service.
+//! contract only and uses nothing else of the service but its environment reader.
 //!
 //! # Base URL
 //! Routes are mounted at the root, so the service's partner base URL is
