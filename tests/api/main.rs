@@ -9,4 +9,5 @@ mod flow;
 mod fuzz;
 mod processing;
 mod resilience;
+mod test_app;
 mod webhook;
