@@ -1,14 +1,15 @@
-//! Settings from the environment (and `.env`), validated once at start.
-//!
-//! Every problem is reported, one line each, so an operator fixes them all in one go.
+//! The service's settings: its table of environment variables (also read from `.env`),
+//! read and validated once at start. Every problem is reported, one line each, so an
+//! operator fixes them all in one go.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::delivery::{DeliverySettings, RetryPolicy};
+use crate::env::{Env, Unset, Var};
 use crate::partner::PartnerClient;
 use crate::plan::Catalog;
 use crate::secret::Secret;
@@ -17,48 +18,176 @@ use crate::stripe::api::{self, StripeApi};
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/uchat_billing";
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_CATALOG_PATH: &str = "catalog.toml";
-pub const DEFAULT_SETTLE_MS: u64 = 1000;
 pub const DEFAULT_UCHAT_API_BASE: &str = "https://www.uchat.com.au/api";
 
-/// The variables `--help` lists, with what each is for.
-pub const ENVIRONMENT_HELP: &str = "\
-Environment (also read from a .env file in the working directory):
-  DATABASE_URL           Postgres URL [default: postgres://postgres@127.0.0.1:5432/uchat_billing]
-                         The database is created if missing; migrations run at start.
-  BIND_ADDR              Address the HTTP server listens on [default: 127.0.0.1:8080]
-  STRIPE_WEBHOOK_SECRET  Stripe endpoint signing secret(s), whsec_..., comma-separated
-                         to accept several during a rotation. Required by `serve`.
-  CATALOG_PATH           The catalog: Stripe prices to UChat plans, add-ons and points
-                         [default: catalog.toml]; see catalog.example.toml
-  STRIPE_API_KEY         Restricted Stripe key (read checkout sessions and customers), to
-                         read line items of one-off payments and customers' emails
-  STRIPE_API_BASE        [default: https://api.stripe.com]
-  EVENT_SETTLE_MS        How long an event rests before it is applied, so siblings sent
-                         together apply in Stripe's order [default: 1000]
-  UCHAT_API_BASE         UChat Partner API [default: https://www.uchat.com.au/api]
-  UCHAT_API_TOKEN        Partner API token. Required to deliver (`worker`); without it
-                         `serve` stores and plans but does not deliver.
-  UCHAT_TIMEOUT_SECS     Timeout of one partner request [default: 15]
-  DELIVERY_CONCURRENCY   Partner calls in flight per process [default: 8]
-  RETRY_MAX_ATTEMPTS     Tries of a failing call before it is dead [default: 12]
-  RETRY_BASE_SECS        Ceiling of the first retry wait; doubles each try [default: 150]
-  RETRY_CAP_SECS         Longest retry wait [default: 86400]
-  HELD_RETRY_SECS        Retry period of a call held for lack of partner credit [default: 900]
-  LEASE_SECS             How long a claimed call is a worker's before another may take it
-                         back; must outlast a try (up to three partner requests)
-                         [default: 4 x UCHAT_TIMEOUT_SECS + 10]
-  PROCESS_EVENTS         true: `serve` also applies events and delivers calls; false:
-                         intake only (another instance does the rest) [default: true]
-  ADMIN_TOKEN            Bearer token for the operator API (/admin/...) and /metrics;
-                         unset, those routes answer 503 \"admin disabled\"
-  METRICS_PUBLIC         true: serve /metrics without the admin token [default: false]
-  LOG_FORMAT             pretty | json [default: pretty]
-  RUST_LOG               Log filter [default: info]";
+pub const DATABASE_URL: Var = Var {
+    name: "DATABASE_URL",
+    unset: Unset::Default(DEFAULT_DATABASE_URL),
+    meaning: "Postgres; created if missing, migrated at start",
+};
+pub const BIND_ADDR: Var = Var {
+    name: "BIND_ADDR",
+    unset: Unset::Default(DEFAULT_BIND_ADDR),
+    meaning: "where the HTTP server listens",
+};
+pub const STRIPE_WEBHOOK_SECRET: Var = Var {
+    name: "STRIPE_WEBHOOK_SECRET",
+    unset: Unset::Required,
+    meaning: "the endpoint's signing secret `whsec_...`; several, comma-separated, during a \
+              rotation (a signature by any of them is accepted)",
+};
+pub const CATALOG_PATH: Var = Var {
+    name: "CATALOG_PATH",
+    unset: Unset::Default(DEFAULT_CATALOG_PATH),
+    meaning: "the catalog: which Stripe price sells which UChat plan, add-on or points, and the \
+              policies; start from `catalog.example.toml`, check with `uchat-billing \
+              check-catalog`",
+};
+pub const STRIPE_API_KEY: Var = Var {
+    name: "STRIPE_API_KEY",
+    unset: Unset::Off,
+    meaning: "a restricted key that may read Checkout sessions and customers: needed for \
+              one-off points purchases (their line items are not in the event) and for buyers \
+              whose email no event carries",
+};
+pub const STRIPE_API_BASE: Var = Var {
+    name: "STRIPE_API_BASE",
+    unset: Unset::Default(api::DEFAULT_BASE),
+    meaning: "the Stripe API (tests point it at a local fake)",
+};
+pub const EVENT_SETTLE_MS: Var = Var {
+    name: "EVENT_SETTLE_MS",
+    unset: Unset::Default("1000"),
+    meaning: "how long a stored event rests before it is applied, so siblings Stripe sends \
+              together apply in Stripe's order",
+};
+pub const UCHAT_API_BASE: Var = Var {
+    name: "UCHAT_API_BASE",
+    unset: Unset::Default(DEFAULT_UCHAT_API_BASE),
+    meaning: "the UChat Partner API (or the sandbox)",
+};
+pub const UCHAT_API_TOKEN: Var = Var {
+    name: "UCHAT_API_TOKEN",
+    unset: Unset::Off,
+    meaning: "the partner token; required to deliver (`worker`); without it `serve` plans but \
+              does not deliver",
+};
+pub const UCHAT_TIMEOUT_SECS: Var = Var {
+    name: "UCHAT_TIMEOUT_SECS",
+    unset: Unset::Default("15"),
+    meaning: "timeout of one partner request",
+};
+pub const DELIVERY_CONCURRENCY: Var = Var {
+    name: "DELIVERY_CONCURRENCY",
+    unset: Unset::Default("8"),
+    meaning: "partner calls in flight per process",
+};
+pub const RETRY_MAX_ATTEMPTS: Var = Var {
+    name: "RETRY_MAX_ATTEMPTS",
+    unset: Unset::Default("12"),
+    meaning: "tries of a failing call before it is dead",
+};
+pub const RETRY_BASE_SECS: Var = Var {
+    name: "RETRY_BASE_SECS",
+    unset: Unset::Default("150"),
+    meaning: "ceiling of the first retry wait; it doubles each try (full jitter under it), so \
+              the default twelve tries span about three days",
+};
+pub const RETRY_CAP_SECS: Var = Var {
+    name: "RETRY_CAP_SECS",
+    unset: Unset::Default("86400"),
+    meaning: "the longest retry wait",
+};
+pub const HELD_RETRY_SECS: Var = Var {
+    name: "HELD_RETRY_SECS",
+    unset: Unset::Default("900"),
+    meaning: "how often a call held for lack of partner credit is tried again (spends no try)",
+};
+pub const LEASE_SECS: Var = Var {
+    name: "LEASE_SECS",
+    unset: Unset::Derived("4 × UCHAT_TIMEOUT_SECS + 10"),
+    meaning: "how long a claimed call stays the worker's; after a crash, another worker takes \
+              it back (looking before repeating) once it expires. Must be longer than \
+              `UCHAT_TIMEOUT_SECS`, and should outlast a try (up to three partner requests)",
+};
+pub const PROCESS_EVENTS: Var = Var {
+    name: "PROCESS_EVENTS",
+    unset: Unset::Default("true"),
+    meaning: "`false` makes `serve` intake only: events are stored, and another instance \
+              applies and delivers them",
+};
+pub const ADMIN_TOKEN: Var = Var {
+    name: "ADMIN_TOKEN",
+    unset: Unset::Off,
+    meaning: "bearer token of the admin API and `/metrics`; unset, those answer `503 \
+              {\"error\":\"admin disabled\"}` (webhooks are served all the same)",
+};
+pub const METRICS_PUBLIC: Var = Var {
+    name: "METRICS_PUBLIC",
+    unset: Unset::Default("false"),
+    meaning: "`true` serves `/metrics` without the token, for a scraper that cannot send one",
+};
+pub const LOG_FORMAT: Var = Var {
+    name: "LOG_FORMAT",
+    unset: Unset::Default("pretty"),
+    meaning: "`pretty` or `json`",
+};
+/// Read by the log subscriber itself.
+pub const RUST_LOG: Var = Var {
+    name: "RUST_LOG",
+    unset: Unset::Default("info"),
+    meaning: "log filter, e.g. `uchat_billing=debug,tower_http=info`",
+};
+
+/// The service's variables, in the order `--help` and the README list them.
+pub const VARIABLES: &[Var] = &[
+    DATABASE_URL,
+    BIND_ADDR,
+    STRIPE_WEBHOOK_SECRET,
+    CATALOG_PATH,
+    STRIPE_API_KEY,
+    STRIPE_API_BASE,
+    EVENT_SETTLE_MS,
+    UCHAT_API_BASE,
+    UCHAT_API_TOKEN,
+    UCHAT_TIMEOUT_SECS,
+    DELIVERY_CONCURRENCY,
+    RETRY_MAX_ATTEMPTS,
+    RETRY_BASE_SECS,
+    RETRY_CAP_SECS,
+    HELD_RETRY_SECS,
+    LEASE_SECS,
+    PROCESS_EVENTS,
+    ADMIN_TOKEN,
+    METRICS_PUBLIC,
+    LOG_FORMAT,
+    RUST_LOG,
+];
+
+/// What `--help` says of the environment.
+pub fn help() -> String {
+    crate::env::help(
+        "Environment (also read from a .env file in the working directory):",
+        VARIABLES,
+    )
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = ();
+
+    fn from_str(value: &str) -> Result<Self, ()> {
+        match value {
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(()),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -88,255 +217,158 @@ pub struct Delivery {
 
 impl Delivery {
     /// The delivery settings of the `worker` command, which cannot run without a token.
-    pub fn from_env() -> Result<Delivery, ConfigErrors> {
-        Delivery::from_lookup(var)
-    }
-
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Delivery, ConfigErrors> {
-        let mut problems = Vec::new();
-        if get("UCHAT_API_TOKEN").is_none() {
-            problems.push("UCHAT_API_TOKEN is required to deliver partner calls".to_owned());
+    pub fn read(env: &mut Env) -> Option<Delivery> {
+        if env.get(&UCHAT_API_TOKEN).is_none() {
+            env.report(format!(
+                "{} is required to deliver partner calls",
+                UCHAT_API_TOKEN.name
+            ));
         }
-        if let Err(problem) = log_format(&get) {
-            problems.push(problem);
-        }
-        match delivery(&get, &mut problems) {
-            Some(delivery) if problems.is_empty() => Ok(delivery),
-            _ => Err(ConfigErrors(problems)),
-        }
+        delivery(env)
     }
 }
 
-/// All the problems found in the environment.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<String>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for problem in &self.0 {
-            writeln!(f, "configuration error: {problem}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-/// Reads one variable; empty counts as unset.
-pub fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-pub fn database_url(get: &impl Fn(&str) -> Option<String>) -> String {
-    get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
-}
-
-pub fn log_format(get: &impl Fn(&str) -> Option<String>) -> Result<LogFormat, String> {
-    match get("LOG_FORMAT").as_deref().map(str::trim) {
-        None | Some("pretty") => Ok(LogFormat::Pretty),
-        Some("json") => Ok(LogFormat::Json),
-        Some(other) => Err(format!(
-            "LOG_FORMAT must be `pretty` or `json`, not `{other}`"
-        )),
-    }
+pub fn log_format(env: &mut Env) -> LogFormat {
+    env.parse(
+        &LOG_FORMAT,
+        |_| true,
+        |name, value| format!("{name} must be `pretty` or `json`, not `{}`", value.trim()),
+    )
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config, ConfigErrors> {
-        Config::from_lookup(var)
-    }
+    /// The settings of `serve`; `None` when something is wrong, each problem reported.
+    pub fn read(env: &mut Env) -> Option<Config> {
+        let bind_addr = env.parse(
+            &BIND_ADDR,
+            |_| true,
+            |name, value| format!("{name} must be an address like 127.0.0.1:8080, not `{value}`"),
+        );
 
-    /// Builds the configuration from any variable lookup, so tests need not touch the
-    /// process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
-        let mut problems = Vec::new();
-
-        let bind_addr = get("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
-        let bind_addr = bind_addr.trim().parse().unwrap_or_else(|_| {
-            problems.push(format!(
-                "BIND_ADDR must be an address like 127.0.0.1:8080, not `{bind_addr}`"
-            ));
-            SocketAddr::from(([127, 0, 0, 1], 8080))
-        });
-
-        let webhook_secrets = match get("STRIPE_WEBHOOK_SECRET") {
+        let webhook_secrets = match env.get(&STRIPE_WEBHOOK_SECRET) {
             None => {
-                problems.push(
-                    "STRIPE_WEBHOOK_SECRET is required: the signing secret (whsec_...) of your Stripe webhook endpoint"
-                        .to_owned(),
-                );
+                env.report(format!(
+                    "{} is required: the signing secret (whsec_...) of your Stripe webhook endpoint",
+                    STRIPE_WEBHOOK_SECRET.name
+                ));
                 Vec::new()
             }
-            Some(list) => parse_webhook_secrets(&list, &mut problems),
+            Some(list) => parse_webhook_secrets(&list, env),
         };
 
-        if let Err(problem) = log_format(&get) {
-            problems.push(problem);
-        }
-
-        let catalog = load_catalog(&get)
-            .map_err(|problem| problems.push(problem))
+        let catalog = load_catalog(env)
+            .map_err(|problem| env.report(problem))
             .ok();
 
-        let stripe_api = get("STRIPE_API_KEY").map(|key| {
-            let base = get("STRIPE_API_BASE").unwrap_or_else(|| api::DEFAULT_BASE.to_owned());
-            StripeApi::new(&base, Secret::new(key.trim()))
-        });
+        let stripe_api = env
+            .get(&STRIPE_API_KEY)
+            .map(|key| StripeApi::new(&env.text(&STRIPE_API_BASE), Secret::new(key)));
 
-        let settle = match get("EVENT_SETTLE_MS").map(|ms| ms.trim().parse::<u64>()) {
-            None => Duration::from_millis(DEFAULT_SETTLE_MS),
-            Some(Ok(ms)) => Duration::from_millis(ms),
-            Some(Err(_)) => {
-                problems.push("EVENT_SETTLE_MS must be a whole number of milliseconds".to_owned());
-                Duration::ZERO
-            }
-        };
+        let settle = Duration::from_millis(env.parse(
+            &EVENT_SETTLE_MS,
+            |_| true,
+            |name, _| format!("{name} must be a whole number of milliseconds"),
+        ));
 
-        let delivery = delivery(&get, &mut problems);
-        let background_work = flag(&get, "PROCESS_EVENTS", true, &mut problems);
-        let admin_token = get("ADMIN_TOKEN").map(|token| Secret::new(token.trim()));
-        let metrics_public = flag(&get, "METRICS_PUBLIC", false, &mut problems);
+        let delivery = delivery(env);
+        let background_work = flag(env, &PROCESS_EVENTS);
+        let admin_token = env.get(&ADMIN_TOKEN).map(Secret::new);
+        let metrics_public = flag(env, &METRICS_PUBLIC);
 
-        match catalog {
-            Some(catalog) if problems.is_empty() => Ok(Config {
-                database_url: database_url(&get),
-                bind_addr,
-                webhook_secrets,
-                catalog: Arc::new(catalog),
-                stripe_api,
-                settle,
-                delivery,
-                admin_token,
-                metrics_public,
-                background_work,
-            }),
-            _ => Err(ConfigErrors(problems)),
-        }
+        Some(Config {
+            database_url: env.text(&DATABASE_URL),
+            bind_addr,
+            webhook_secrets,
+            catalog: Arc::new(catalog?),
+            stripe_api,
+            settle,
+            delivery,
+            admin_token,
+            metrics_public,
+            background_work,
+        })
     }
 }
 
-/// Reads `true` or `false`; anything else is reported and the default used meanwhile.
-fn flag(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: bool,
-    problems: &mut Vec<String>,
-) -> bool {
-    match get(name).as_deref().map(str::trim) {
-        None => default,
-        Some("true") => true,
-        Some("false") => false,
-        Some(_) => {
-            problems.push(format!("{name} must be `true` or `false`"));
-            default
-        }
-    }
+/// `true` or `false`.
+fn flag(env: &mut Env, var: &Var) -> bool {
+    env.parse(
+        var,
+        |_| true,
+        |name, _| format!("{name} must be `true` or `false`"),
+    )
 }
 
-/// Reads a number; a bad value is reported and the default used meanwhile.
-fn number<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: T,
-    valid: impl Fn(&T) -> bool,
-    problems: &mut Vec<String>,
-) -> T {
-    match get(name).map(|value| value.trim().parse::<T>()) {
-        None => default,
-        Some(Ok(value)) if valid(&value) => value,
-        Some(_) => {
-            problems.push(format!("{name} must be a positive whole number"));
-            default
-        }
-    }
+/// A whole number above zero.
+fn positive<T: FromStr + PartialOrd + From<u8>>(env: &mut Env, var: &Var) -> T {
+    env.parse(var, |n: &T| *n > T::from(0), positive_complaint)
 }
 
-fn delivery(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> Option<Delivery> {
-    let positive = |n: &u64| *n > 0;
-    let timeout = Duration::from_secs(number(get, "UCHAT_TIMEOUT_SECS", 15, positive, problems));
-    let mut settings = DeliverySettings::for_timeout(timeout);
-    settings.concurrency = number(
-        get,
-        "DELIVERY_CONCURRENCY",
-        settings.concurrency,
-        |n| *n > 0,
-        problems,
-    );
-    settings.retry = RetryPolicy {
-        max_attempts: number(
-            get,
-            "RETRY_MAX_ATTEMPTS",
-            settings.retry.max_attempts,
-            |n| *n > 0,
-            problems,
-        ),
-        base: Duration::from_secs(number(
-            get,
-            "RETRY_BASE_SECS",
-            settings.retry.base.as_secs(),
-            positive,
-            problems,
-        )),
-        cap: Duration::from_secs(number(
-            get,
-            "RETRY_CAP_SECS",
-            settings.retry.cap.as_secs(),
-            positive,
-            problems,
-        )),
+fn positive_complaint(name: &str, _value: &str) -> String {
+    format!("{name} must be a positive whole number")
+}
+
+/// Delivery's settings; `None` without `UCHAT_API_TOKEN`.
+fn delivery(env: &mut Env) -> Option<Delivery> {
+    let timeout = Duration::from_secs(positive(env, &UCHAT_TIMEOUT_SECS));
+    let defaults = DeliverySettings::for_timeout(timeout);
+    let mut settings = DeliverySettings {
+        concurrency: positive(env, &DELIVERY_CONCURRENCY),
+        retry: RetryPolicy {
+            max_attempts: positive(env, &RETRY_MAX_ATTEMPTS),
+            base: Duration::from_secs(positive(env, &RETRY_BASE_SECS)),
+            cap: Duration::from_secs(positive(env, &RETRY_CAP_SECS)),
+        },
+        held_retry: Duration::from_secs(positive(env, &HELD_RETRY_SECS)),
+        ..defaults
     };
-    settings.held_retry = Duration::from_secs(number(
-        get,
-        "HELD_RETRY_SECS",
-        settings.held_retry.as_secs(),
-        positive,
-        problems,
-    ));
 
-    let lease = number(
-        get,
-        "LEASE_SECS",
-        settings.lease.as_secs(),
-        positive,
-        problems,
-    );
-    if lease <= timeout.as_secs() {
-        problems.push(format!(
-            "LEASE_SECS must be longer than UCHAT_TIMEOUT_SECS ({}): a claim must outlast a partner request",
+    let lease = env.parse_if_set(&LEASE_SECS, |n: &u64| *n > 0, positive_complaint);
+    let lease = lease.map_or(settings.lease, Duration::from_secs);
+    if lease <= timeout {
+        env.report(format!(
+            "{} must be longer than {} ({}): a claim must outlast a partner request",
+            LEASE_SECS.name,
+            UCHAT_TIMEOUT_SECS.name,
             timeout.as_secs()
         ));
     }
-    settings.lease = Duration::from_secs(lease);
+    settings.lease = lease;
 
-    let token = get("UCHAT_API_TOKEN")?;
-    let base = get("UCHAT_API_BASE").unwrap_or_else(|| DEFAULT_UCHAT_API_BASE.to_owned());
-    match PartnerClient::new(base.trim(), Secret::new(token.trim()), timeout) {
+    let token = env.get(&UCHAT_API_TOKEN)?;
+    match PartnerClient::new(&env.text(&UCHAT_API_BASE), Secret::new(token), timeout) {
         Ok(partner) => Some(Delivery { partner, settings }),
         Err(error) => {
-            problems.push(format!("UCHAT_API_BASE / UCHAT_API_TOKEN: {error}"));
+            env.report(format!(
+                "{} / {}: {error}",
+                UCHAT_API_BASE.name, UCHAT_API_TOKEN.name
+            ));
             None
         }
     }
 }
 
 /// The catalog at `CATALOG_PATH`, with every problem in it on one line each.
-pub fn load_catalog(get: &impl Fn(&str) -> Option<String>) -> Result<Catalog, String> {
-    let path =
-        PathBuf::from(get("CATALOG_PATH").unwrap_or_else(|| DEFAULT_CATALOG_PATH.to_owned()));
+fn load_catalog(env: &Env) -> Result<Catalog, String> {
+    let path = PathBuf::from(env.text(&CATALOG_PATH));
     Catalog::load(&path).map_err(|error| {
-        format!("CATALOG_PATH: {error}\n(start from catalog.example.toml; `uchat-billing check-catalog PATH` checks a file)")
+        format!(
+            "{}: {error}\n(start from catalog.example.toml; `uchat-billing check-catalog PATH` checks a file)",
+            CATALOG_PATH.name
+        )
     })
 }
 
-fn parse_webhook_secrets(list: &str, problems: &mut Vec<String>) -> Vec<Secret> {
+fn parse_webhook_secrets(list: &str, env: &mut Env) -> Vec<Secret> {
     let mut secrets = Vec::new();
     for (position, secret) in list.split(',').map(str::trim).enumerate() {
         if secret.starts_with("whsec_") && secret.len() > "whsec_".len() {
             secrets.push(Secret::new(secret));
         } else {
             // Never echo the value: it may be a real secret pasted in the wrong place.
-            problems.push(format!(
-                "STRIPE_WEBHOOK_SECRET entry {} is not a Stripe signing secret (expected whsec_...)",
+            env.report(format!(
+                "{} entry {} is not a Stripe signing secret (expected whsec_...)",
+                STRIPE_WEBHOOK_SECRET.name,
                 position + 1
             ));
         }
@@ -349,6 +381,19 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::env::ConfigErrors;
+
+    impl Config {
+        /// What `serve` reads, as `main` reads it, from `get` instead of the environment.
+        fn from_lookup(
+            get: impl Fn(&str) -> Option<String> + 'static,
+        ) -> Result<Config, ConfigErrors> {
+            let mut env = Env::new(get);
+            log_format(&mut env);
+            let config = Config::read(&mut env);
+            env.finish(config)
+        }
+    }
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.example.toml");
@@ -447,5 +492,27 @@ mod tests {
         let errors = Config::from_lookup(lookup(&[])).unwrap_err();
         assert_eq!(errors.0.len(), 1);
         assert!(errors.0[0].starts_with("STRIPE_WEBHOOK_SECRET is required"));
+    }
+
+    #[test]
+    fn unset_variables_give_the_defaults_the_table_states_and_delivery_has() {
+        let config = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("UCHAT_API_TOKEN", "token"),
+        ]))
+        .unwrap();
+        assert_eq!(config.settle, Duration::from_millis(1000));
+        assert!(config.background_work);
+        let delivery = config.delivery.unwrap();
+        assert_eq!(
+            format!("{:?}", delivery.settings),
+            format!(
+                "{:?}",
+                DeliverySettings::for_timeout(Duration::from_secs(15))
+            )
+        );
+        let mut env = Env::new(|_| None);
+        assert_eq!(log_format(&mut env), LogFormat::Pretty);
+        assert_eq!(env.text(&UCHAT_API_BASE), DEFAULT_UCHAT_API_BASE);
     }
 }

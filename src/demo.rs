@@ -9,7 +9,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::config::{self, Config, Delivery};
+use crate::config::{Config, Delivery};
 use crate::db;
 use crate::delivery::DeliverySettings;
 use crate::partner::PartnerClient;
@@ -23,6 +23,7 @@ use crate::stripe::signature;
 const CATALOG: &str = include_str!("../catalog.example.toml");
 
 pub struct DemoOptions {
+    pub database_url: String,
     pub bind: std::net::SocketAddr,
     pub sandbox_bind: std::net::SocketAddr,
     pub keep_running: bool,
@@ -35,7 +36,7 @@ struct Step {
 }
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
-    let database_url = config::database_url(&config::var);
+    let database_url = options.database_url;
     let db = db::pool(&database_url, 10)?;
     if let Err(error) = db::prepare(&database_url, &db).await {
         bail!(

@@ -18,6 +18,7 @@ pub mod delivery;
 pub mod demo;
 pub mod domain;
 pub mod dry_run;
+pub mod env;
 pub mod http;
 pub mod metrics;
 pub mod partner;

@@ -6,14 +6,15 @@ use clap::{Parser, Subcommand};
 use uchat_billing::config::{self, Config, Delivery};
 use uchat_billing::delivery::Worker;
 use uchat_billing::demo::{self, DemoOptions};
+use uchat_billing::env::Env;
 use uchat_billing::plan::Catalog;
-use uchat_billing::sandbox::SandboxConfig;
+use uchat_billing::sandbox::{self, SandboxConfig};
 use uchat_billing::startup::{self, Application};
 use uchat_billing::{db, dry_run, telemetry};
 
 /// Turns Stripe payment events into UChat partner provisioning.
 #[derive(Parser)]
-#[command(version, after_help = config::ENVIRONMENT_HELP)]
+#[command(version, after_help = config::help())]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -29,6 +30,7 @@ enum Command {
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
     /// Run a stateful fake of the UChat Partner API (SANDBOX_* variables set faults).
+    #[command(after_help = sandbox::help())]
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:8090")]
         bind: SocketAddr,
@@ -60,63 +62,97 @@ enum Command {
     },
 }
 
+/// A command with everything it reads from the environment.
+enum Job {
+    Serve(Config),
+    Worker {
+        database_url: String,
+        delivery: Delivery,
+    },
+    Migrate {
+        database_url: String,
+    },
+    Sandbox {
+        bind: SocketAddr,
+        config: SandboxConfig,
+    },
+    Demo(DemoOptions),
+    CheckCatalog(PathBuf),
+    Plan {
+        catalog: PathBuf,
+        events: Vec<PathBuf>,
+    },
+}
+
+impl Job {
+    /// `None` only along with a problem reported to `env`.
+    fn read(command: Command, env: &mut Env) -> Option<Job> {
+        Some(match command {
+            Command::Serve => Job::Serve(Config::read(env)?),
+            Command::Worker => Job::Worker {
+                database_url: env.text(&config::DATABASE_URL),
+                delivery: Delivery::read(env)?,
+            },
+            Command::Migrate => Job::Migrate {
+                database_url: env.text(&config::DATABASE_URL),
+            },
+            Command::Sandbox { bind } => Job::Sandbox {
+                bind,
+                config: SandboxConfig::read(env),
+            },
+            Command::Demo {
+                keep_running,
+                bind,
+                sandbox_bind,
+            } => Job::Demo(DemoOptions {
+                database_url: env.text(&config::DATABASE_URL),
+                bind,
+                sandbox_bind,
+                keep_running,
+            }),
+            Command::CheckCatalog { path } => {
+                Job::CheckCatalog(path.unwrap_or_else(|| env.text(&config::CATALOG_PATH).into()))
+            }
+            Command::Plan { catalog, events } => Job::Plan { catalog, events },
+        })
+    }
+}
+
 /// Exit code for a configuration problem.
 const CONFIG_ERROR: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
-    let log_format = match config::log_format(&config::var) {
-        Ok(format) => format,
-        Err(problem) => {
-            eprintln!("configuration error: {problem}");
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    // The demo prints its own story; only warnings and errors log, unless RUST_LOG says.
+    let quiet = matches!(command, Command::Demo { .. });
+
+    // Everything the command needs from the environment is read before anything starts,
+    // so every problem is printed at once, one line each.
+    let mut env = Env::process();
+    let log_format = config::log_format(&mut env);
+    let job = Job::read(command, &mut env);
+    let job = match env.finish(job) {
+        Ok(job) => job,
+        Err(problems) => {
+            eprint!("{problems}");
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    // The demo prints its own story; only warnings and errors log, unless RUST_LOG says.
-    let quiet = matches!(cli.command, Some(Command::Demo { .. }));
     telemetry::init(log_format, if quiet { "warn" } else { "info" });
 
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match Config::from_env() {
-            Ok(config) => serve(config).await,
-            Err(problems) => {
-                eprint!("{problems}");
-                return ExitCode::from(CONFIG_ERROR);
-            }
-        },
-        Command::Worker => match Delivery::from_env() {
-            Ok(delivery) => work(delivery).await,
-            Err(problems) => {
-                eprint!("{problems}");
-                return ExitCode::from(CONFIG_ERROR);
-            }
-        },
-        Command::Migrate => migrate().await,
-        Command::Sandbox { bind } => match SandboxConfig::from_env() {
-            Ok(config) => run_sandbox(bind, config).await,
-            Err(problems) => {
-                for problem in problems {
-                    eprintln!("configuration error: {problem}");
-                }
-                return ExitCode::from(CONFIG_ERROR);
-            }
-        },
-        Command::Demo {
-            keep_running,
-            bind,
-            sandbox_bind,
-        } => {
-            demo::run(DemoOptions {
-                bind,
-                sandbox_bind,
-                keep_running,
-            })
-            .await
-        }
-        Command::CheckCatalog { path } => return check_catalog(path),
-        Command::Plan { catalog, events } => return print_plan(&catalog, &events),
+    let result = match job {
+        Job::Serve(config) => serve(config).await,
+        Job::Worker {
+            database_url,
+            delivery,
+        } => work(&database_url, delivery).await,
+        Job::Migrate { database_url } => migrate(&database_url).await,
+        Job::Sandbox { bind, config } => run_sandbox(bind, config).await,
+        Job::Demo(options) => demo::run(options).await,
+        Job::CheckCatalog(path) => return check_catalog(&path),
+        Job::Plan { catalog, events } => return print_plan(&catalog, &events),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,10 +168,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     app.run(startup::shutdown_signal()).await
 }
 
-async fn work(delivery: Delivery) -> anyhow::Result<()> {
-    let url = config::database_url(&config::var);
-    let pool = db::pool(&url, delivery.settings.concurrency as u32 + 2)?;
-    db::prepare(&url, &pool).await?;
+async fn work(database_url: &str, delivery: Delivery) -> anyhow::Result<()> {
+    let pool = db::pool(database_url, delivery.settings.concurrency as u32 + 2)?;
+    db::prepare(database_url, &pool).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // A worker alone serves no /metrics: its tries are in the attempts table.
     let metrics = Default::default();
@@ -149,25 +184,19 @@ async fn work(delivery: Delivery) -> anyhow::Result<()> {
 
 async fn run_sandbox(bind: SocketAddr, config: SandboxConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
-    uchat_billing::sandbox::serve(listener, config, startup::shutdown_signal()).await?;
+    sandbox::serve(listener, config, startup::shutdown_signal()).await?;
     Ok(())
 }
 
-async fn migrate() -> anyhow::Result<()> {
-    let url = config::database_url(&config::var);
-    let pool = db::pool(&url, 1)?;
-    db::prepare(&url, &pool).await?;
+async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let pool = db::pool(database_url, 1)?;
+    db::prepare(database_url, &pool).await?;
     tracing::info!("database is up to date");
     Ok(())
 }
 
-fn check_catalog(path: Option<PathBuf>) -> ExitCode {
-    let path = path.unwrap_or_else(|| {
-        PathBuf::from(
-            config::var("CATALOG_PATH").unwrap_or_else(|| config::DEFAULT_CATALOG_PATH.into()),
-        )
-    });
-    match Catalog::load(&path) {
+fn check_catalog(path: &Path) -> ExitCode {
+    match Catalog::load(path) {
         Ok(catalog) => {
             println!("{}: ok, {} prices", path.display(), catalog.price_count());
             ExitCode::SUCCESS

@@ -46,7 +46,10 @@ pub struct Processor {
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// An event was applied, or its failure or postponement recorded.
     Handled,
+    /// An event was found waiting for an older pending event of its order.
+    Waits,
     Idle,
 }
 
@@ -107,7 +110,7 @@ impl Processor {
         );
         while !*stop.borrow() {
             let pause = match self.process_next().await {
-                Ok(Step::Handled) => continue,
+                Ok(Step::Handled | Step::Waits) => continue,
                 Ok(Step::Idle) => IDLE_POLL,
                 Err(error) => {
                     tracing::warn!(error = %format!("{error:#}"), "event processing failed; retrying");
@@ -126,10 +129,13 @@ impl Processor {
     /// Processes every settled pending event, then returns how many it handled.
     pub async fn drain(&self) -> anyhow::Result<usize> {
         let mut handled = 0;
-        while self.process_next().await? == Step::Handled {
-            handled += 1;
+        loop {
+            match self.process_next().await? {
+                Step::Handled => handled += 1,
+                Step::Waits => {}
+                Step::Idle => return Ok(handled),
+            }
         }
-        Ok(handled)
     }
 
     /// Claims the next settled event and applies it in one transaction, unless an older
@@ -146,8 +152,7 @@ impl Processor {
             event.type = field::Empty,
             order.id = field::Empty
         );
-        self.process(tx, &event).instrument(span).await?;
-        Ok(Step::Handled)
+        self.process(tx, &event).instrument(span).await
     }
 
     /// Applies a claimed event, or records why it could not be applied now. An event
@@ -156,14 +161,14 @@ impl Processor {
         &self,
         mut tx: Transaction<'static, Postgres>,
         event: &ClaimedEvent,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Step> {
         // Serializes work on the event's orders: two processors never create two orders
         // for one purchase, and the check below sees every older event that is done.
         db::orders::lock_keys(&mut tx, &event.order_keys).await?;
         if let Some(predecessor) = db::events::wait_for_predecessor(&mut tx, event).await? {
             tx.commit().await?;
             tracing::debug!(predecessor, "event waits for an older event of its order");
-            return Ok(());
+            return Ok(Step::Waits);
         }
         match self.apply(&mut tx, event).await {
             Ok(applied) => {
@@ -201,7 +206,7 @@ impl Processor {
                 tracing::error!(%error, retry_in_s = delay.as_secs(), "event postponed");
             }
         }
-        Ok(())
+        Ok(Step::Handled)
     }
 
     async fn apply(

@@ -1,7 +1,6 @@
 //! Injected faults: latency, failures, timeouts, and the ambiguous "applied, then
-//! timed out" answer. Also the small environment reader `SandboxConfig` shares.
+//! timed out" answer.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use rand::Rng;
@@ -54,43 +53,6 @@ pub(super) enum Outcome {
 }
 
 impl Faults {
-    /// Reads `SANDBOX_LATENCY_MS`, `SANDBOX_LATENCY_JITTER_MS`, `SANDBOX_FAIL_RATE`,
-    /// `SANDBOX_FAIL_STATUS`, `SANDBOX_TIMEOUT_RATE`,
-    /// `SANDBOX_APPLY_THEN_TIMEOUT_RATE` and `SANDBOX_TIMEOUT_MS`; unset or empty
-    /// means the default. One message per bad value.
-    pub fn from_env() -> Result<Faults, Vec<String>> {
-        let mut env = Env::new(|name| std::env::var(name).ok());
-        let faults = Faults::read(&mut env);
-        env.finish(faults)
-    }
-
-    pub(super) fn read<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Faults {
-        const MS: &str = "a whole number of milliseconds";
-        const RATE: &str = "a probability between 0 and 1";
-        let any = |_: &u64| true;
-        let rate = |r: &f64| (0.0..=1.0).contains(r);
-        let d = Faults::default();
-        Faults {
-            latency_ms: env.get("SANDBOX_LATENCY_MS", d.latency_ms, MS, any),
-            latency_jitter_ms: env.get("SANDBOX_LATENCY_JITTER_MS", d.latency_jitter_ms, MS, any),
-            fail_rate: env.get("SANDBOX_FAIL_RATE", d.fail_rate, RATE, rate),
-            fail_status: env.get(
-                "SANDBOX_FAIL_STATUS",
-                d.fail_status,
-                "an HTTP status from 400 to 599",
-                |s: &u16| (400..=599).contains(s),
-            ),
-            timeout_rate: env.get("SANDBOX_TIMEOUT_RATE", d.timeout_rate, RATE, rate),
-            apply_then_timeout_rate: env.get(
-                "SANDBOX_APPLY_THEN_TIMEOUT_RATE",
-                d.apply_then_timeout_rate,
-                RATE,
-                rate,
-            ),
-            timeout_ms: env.get("SANDBOX_TIMEOUT_MS", d.timeout_ms, MS, any),
-        }
-    }
-
     pub(super) fn latency(&self, rng: &mut impl Rng) -> Duration {
         let jitter = rng.gen_range(0..=self.latency_jitter_ms);
         Duration::from_millis(self.latency_ms.saturating_add(jitter))
@@ -109,52 +71,6 @@ impl Faults {
             Outcome::ApplyThenTimeout
         } else {
             Outcome::Answer
-        }
-    }
-}
-
-/// Reads typed settings from a lookup function, collecting one message per bad
-/// value instead of stopping at the first.
-pub(super) struct Env<F> {
-    lookup: F,
-    errors: Vec<String>,
-}
-
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    pub(super) fn new(lookup: F) -> Self {
-        Env {
-            lookup,
-            errors: Vec::new(),
-        }
-    }
-
-    /// The parsed value of `name`, or `default` when unset or blank (a bad value
-    /// is recorded and also gives `default`).
-    pub(super) fn get<T: FromStr>(
-        &mut self,
-        name: &str,
-        default: T,
-        expected: &str,
-        valid: impl Fn(&T) -> bool,
-    ) -> T {
-        let Some(raw) = (self.lookup)(name).filter(|raw| !raw.trim().is_empty()) else {
-            return default;
-        };
-        match raw.trim().parse::<T>() {
-            Ok(value) if valid(&value) => value,
-            _ => {
-                self.errors
-                    .push(format!("{name}: expected {expected}, got {raw:?}"));
-                default
-            }
-        }
-    }
-
-    pub(super) fn finish<T>(self, value: T) -> Result<T, Vec<String>> {
-        if self.errors.is_empty() {
-            Ok(value)
-        } else {
-            Err(self.errors)
         }
     }
 }

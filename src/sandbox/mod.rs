@@ -1,7 +1,8 @@
 //! The sandbox: a stateful fake of the UChat Partner API
 //! (`shared/uchat-partner-api.md`) for tests and local runs. It speaks the
-//! contract only and uses nothing else of the service: its write routes are those of
-//! the contract's call kinds ([`CallKind::route`]), the client's own.
+//! contract only and uses nothing else of the service but its environment reader: its
+//! write routes are those of the contract's call kinds ([`CallKind::route`]), the
+//! client's own.
 //!
 //! # Base URL
 //! Routes are mounted at the root, so the service's partner base URL is
@@ -26,12 +27,14 @@
 //! - Faults ([`Faults`]) apply to every other request, after it is logged: latency to
 //!   all, failures and timeouts to writes (POST, DELETE) only.
 
+mod config;
 mod faults;
 mod fields;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub use config::{help, VARIABLES};
 pub use faults::Faults;
 pub use state::{CatalogItem, Invite, Workspace, ADDONS, PLANS};
 
@@ -53,7 +56,7 @@ use tokio::sync::watch;
 
 use crate::partner::CallKind;
 
-use faults::{Env, Outcome};
+use faults::Outcome;
 use fields::Fields;
 use state::{Credit, Store};
 
@@ -77,37 +80,6 @@ impl Default for SandboxConfig {
             credit: DEFAULT_CREDIT,
             faults: Faults::default(),
         }
-    }
-}
-
-impl SandboxConfig {
-    /// `SANDBOX_TOKEN` (default `sandbox-token`), `SANDBOX_CREDIT` (default 1000)
-    /// and the fault variables of [`Faults::from_env`]; unset or empty means the
-    /// default. One message per bad value.
-    pub fn from_env() -> Result<SandboxConfig, Vec<String>> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<SandboxConfig, Vec<String>> {
-        let mut env = Env::new(lookup);
-        let token = env.get(
-            "SANDBOX_TOKEN",
-            DEFAULT_TOKEN.to_string(),
-            "a token",
-            |_| true,
-        );
-        let credit = env.get(
-            "SANDBOX_CREDIT",
-            DEFAULT_CREDIT,
-            "an amount of 0 or more",
-            |c: &f64| c.is_finite() && *c >= 0.0,
-        );
-        let faults = Faults::read(&mut env);
-        env.finish(SandboxConfig {
-            token,
-            credit,
-            faults,
-        })
     }
 }
 

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::state::format_utc;
 use super::*;
+use crate::env::{ConfigErrors, Env};
 
 struct Api {
     base: String,
@@ -803,6 +804,15 @@ async fn serve_ends_held_requests_on_shutdown() {
     assert_eq!(held.await.unwrap(), 504);
 }
 
+impl SandboxConfig {
+    /// What `sandbox` reads, from `get` instead of the environment.
+    fn from_lookup(get: impl Fn(&str) -> Option<String> + 'static) -> Result<Self, ConfigErrors> {
+        let mut env = Env::new(get);
+        let config = SandboxConfig::read(&mut env);
+        env.finish(Some(config))
+    }
+}
+
 fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let vars: HashMap<String, String> = vars
         .iter()
@@ -859,6 +869,7 @@ fn from_env_reports_each_bad_value() {
     ]))
     .unwrap_err();
     let named: Vec<&str> = errors
+        .0
         .iter()
         .map(|e| e.split(':').next().unwrap())
         .collect();
@@ -876,7 +887,7 @@ fn from_env_reports_each_bad_value() {
         ]
     );
     assert_eq!(
-        errors[3],
+        errors.0[3],
         "SANDBOX_FAIL_RATE: expected a probability between 0 and 1, got \"1.5\""
     );
 }

@@ -1,11 +1,12 @@
 //! `spawn_app`: the real service on port 0, against a fresh database of its own.
-#![allow(dead_code)] // each test binary uses its own subset of these helpers
 
 pub mod db_proxy;
+mod leftovers;
 pub mod redelivery;
 pub mod service;
 pub mod story;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,11 +46,12 @@ pub struct TestApp {
     /// Dropped with the app; `None` when the app has no reachable database.
     pub database: Option<TestDatabase>,
     pub client: reqwest::Client,
-    pub secrets: Vec<Secret>,
     /// The app's event processor; tests drive it (`drain`) unless background work is on.
     pub processor: Processor,
     /// The app's delivery worker, when the test configured a partner.
     pub worker: Option<Worker>,
+    /// What the test leaves behind on purpose; anything else fails it when the app drops.
+    expected: leftovers::Expected,
 }
 
 pub struct TestDatabase {
@@ -144,7 +146,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     adjust(&mut config);
     let app = Application::build(&config).await.expect("app builds");
     let db = uchat_billing::db::pool(&database.url, 2).unwrap();
-    start(app, db, Some(database), &config)
+    start(app, db, Some(database))
 }
 
 /// The service over a pool whose database cannot be reached.
@@ -152,10 +154,10 @@ pub async fn spawn_app_without_database() -> TestApp {
     let config = config("postgres://postgres@127.0.0.1:1/nowhere", &[WEBHOOK_SECRET]);
     let db = uchat_billing::db::pool(&config.database_url, 1).unwrap();
     let app = Application::with_pool(&config, db.clone()).await.unwrap();
-    start(app, db, None, &config)
+    start(app, db, None)
 }
 
-fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &Config) -> TestApp {
+fn start(app: Application, db: PgPool, database: Option<TestDatabase>) -> TestApp {
     let address = format!("http://{}", app.local_addr());
     let processor = app.processor();
     let worker = app.worker();
@@ -165,9 +167,9 @@ fn start(app: Application, db: PgPool, database: Option<TestDatabase>, config: &
         db,
         database,
         client: reqwest::Client::new(),
-        secrets: config.webhook_secrets.clone(),
         processor,
         worker,
+        expected: Default::default(),
     }
 }
 
@@ -177,25 +179,29 @@ impl Drop for TestDatabase {
     }
 }
 
-/// Drops a test database, connections and all. Runs on a thread of its own because
-/// `Drop` may run inside a test's runtime, which must not block.
+/// Drops a test database, connections and all.
 pub fn drop_database(name: &str) {
     let statement = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+    let _ = on_own_runtime(async move {
+        if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
+            let _ = admin.execute(statement.as_str()).await;
+        }
+    });
+}
+
+/// Runs `work` on a thread and runtime of its own, for `Drop`, which may run inside a
+/// test's runtime, where blocking on a future panics. `Err` if `work` panicked.
+fn on_own_runtime<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> std::thread::Result<T> {
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        runtime.block_on(async {
-            if let Ok(mut admin) =
-                PgConnection::connect(&format!("{}/postgres", server_url())).await
-            {
-                let _ = admin.execute(statement.as_str()).await;
-            }
-        });
+            .unwrap()
+            .block_on(work)
     })
     .join()
-    .ok();
 }
 
 pub fn now() -> i64 {

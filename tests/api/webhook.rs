@@ -1,7 +1,7 @@
 //! `POST /webhooks/stripe` as Stripe sees it: authentic events stored once, anything
 //! else refused with a short JSON error and nothing written.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

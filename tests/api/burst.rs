@@ -1,7 +1,7 @@
 //! A burst of sales larger than Postgres' prepared-statement threshold is provisioned in
 //! full, by a service whose statements were planned while its tables were still empty.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! decoder take arbitrary input without panicking, and `POST /webhooks/stripe` answers
 //! any body and header with 200, 400 or 413, never a 5xx.
 
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;
@@ -387,6 +387,8 @@ fn the_webhook_answers_anything_with_200_400_or_413_and_never_falls_over() {
 fn whatever_signed_events_are_stored_the_processor_applies_or_sets_each_aside() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let app = runtime.block_on(spawn_app());
+    app.expect_failed_events();
+    app.expect_unfinished_calls();
     let mut runner = TestRunner::new(config(60));
     runner
         .run(&prop::collection::vec(any_event(), 1..8), |events| {

@@ -1,7 +1,7 @@
 //! Stored events become orders and exactly the partner calls they imply, whatever order
 //! and however often Stripe delivers them.
 
-mod common;
+use crate::common;
 
 use common::story::{self, Sub};
 use common::*;
@@ -151,6 +151,7 @@ async fn spawn_app_with_stripe(stripe: &MockServer) -> TestApp {
 #[tokio::test]
 async fn the_subscription_story_in_order_plans_the_expected_calls() {
     let app = spawn_app().await;
+    app.expect_unfinished_calls();
     app.post_stripe_events(&subscription_story()).await;
     app.process_events().await;
     assert_eq!(app.queued_calls().await, subscription_story_calls());
@@ -172,6 +173,7 @@ async fn the_subscription_story_in_order_plans_the_expected_calls() {
 async fn the_points_story_in_order_plans_the_expected_calls() {
     let stripe = stripe_api().await;
     let app = spawn_app_with_stripe(&stripe).await;
+    app.expect_unfinished_calls();
     app.post_stripe_events(&points_story()).await;
     app.process_events().await;
     assert_eq!(app.queued_calls().await, points_story_calls());
@@ -186,6 +188,7 @@ fn check_any_delivery_order(
     expected: Vec<QueuedCall>,
 ) {
     let count = events.len();
+    app.expect_unfinished_calls();
     let deliveries = (
         Just((0..count).collect::<Vec<_>>()).prop_shuffle(),
         proptest::collection::vec(0..count, 0..count),
@@ -239,6 +242,7 @@ fn the_points_story_in_any_delivery_order_plans_the_same_calls() {
 #[tokio::test]
 async fn two_processors_at_once_plan_each_call_once() {
     let app = spawn_app().await;
+    app.expect_unfinished_calls();
     app.post_stripe_events(&subscription_story()).await;
     let (first, second) = (app.processor.clone(), app.processor.clone());
     let (a, b) = tokio::join!(
@@ -282,6 +286,7 @@ async fn an_unknown_price_puts_the_order_on_hold_and_acknowledges_the_event() {
 #[tokio::test]
 async fn an_event_missing_essentials_is_marked_failed_with_its_reason() {
     let app = spawn_app().await;
+    app.expect_failed_events();
     let broken = envelope(
         "evt_broken",
         "customer.subscription.updated",
@@ -340,6 +345,7 @@ async fn an_email_no_event_carries_is_read_from_the_stripe_customer() {
         .mount(&stripe)
         .await;
     let app = spawn_app_with_stripe(&stripe).await;
+    app.expect_unfinished_calls();
     let business = Sub::active(&[("price_business", 1)]);
     app.post_stripe_events(&[story::subscription(
         "evt_c1",

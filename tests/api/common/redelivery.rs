@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct Post {
     pub event_id: String,
-    pub started: Instant,
     pub finished: Instant,
     /// The HTTP status, or why no answer came.
     pub answer: Result<u16, String>,
@@ -118,7 +117,6 @@ async fn poster(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let started = Instant::now();
         let answer = client
             .post(&url)
             .header("content-type", "application/json")
@@ -130,7 +128,6 @@ async fn poster(
             .map_err(|error| error.to_string());
         let post = Post {
             event_id,
-            started,
             finished: Instant::now(),
             answer,
         };

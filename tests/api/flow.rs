@@ -1,6 +1,6 @@
 //! The whole pipeline inside `serve`: signed webhooks in, the sandbox provisioned.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

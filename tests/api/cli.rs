@@ -1,6 +1,6 @@
 //! The binary as an operator meets it: configuration errors, migrate, serve and shutdown.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -52,6 +52,52 @@ fn bad_configuration_exits_2_naming_every_problem() {
         !stderr.contains("sk_live_not_a_webhook_secret"),
         "secret echoed: {stderr}"
     );
+}
+
+#[test]
+fn every_command_reports_every_problem_of_its_environment_at_once() {
+    reports_each_once(
+        "serve",
+        &[("LOG_FORMAT", "xml"), ("BIND_ADDR", "nowhere")],
+        &[
+            "LOG_FORMAT",
+            "BIND_ADDR",
+            "STRIPE_WEBHOOK_SECRET",
+            "CATALOG_PATH",
+        ],
+    );
+    reports_each_once(
+        "worker",
+        &[("UCHAT_TIMEOUT_SECS", "0"), ("RETRY_CAP_SECS", "soon")],
+        &["UCHAT_API_TOKEN", "UCHAT_TIMEOUT_SECS", "RETRY_CAP_SECS"],
+    );
+    reports_each_once(
+        "sandbox",
+        &[("SANDBOX_FAIL_RATE", "2"), ("SANDBOX_CREDIT", "-1")],
+        &["SANDBOX_CREDIT", "SANDBOX_FAIL_RATE"],
+    );
+}
+
+/// `subcommand` run with `env` exits 2, with one problem line naming each of `named`.
+fn reports_each_once(subcommand: &str, env: &[(&str, &str)], named: &[&str]) {
+    let output = command()
+        .arg(subcommand)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{subcommand}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("configuration error: "))
+        .collect();
+    for name in named {
+        assert_eq!(
+            problems.iter().filter(|line| line.contains(name)).count(),
+            1,
+            "{subcommand}: one line names {name}:\n{stderr}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! and restarted, a flaky partner, a database outage under load. Afterwards every
 //! acknowledged event is stored and applied, and every sale is provisioned exactly once.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -450,6 +450,7 @@ async fn a_database_outage_under_load_answers_503_and_heals_by_itself() {
 #[tokio::test]
 async fn an_event_the_database_refuses_does_not_stop_the_events_after_it() {
     let app = spawn_app().await;
+    app.expect_unfinished_calls();
     // An email far past what an index entry holds (and random, so it does not compress
     // to fit): its order can never be written.
     let mut poisoned = Buyer::numbered(1);

@@ -1,7 +1,7 @@
 //! Delivery against a partner on loopback: every call reaches its endpoint once, in
 //! order per order, through failures, timeouts, crashes and concurrent workers.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -331,6 +331,8 @@ async fn a_422_is_dead_after_one_attempt_and_the_later_calls_never_run() {
         .mount(&partner)
         .await;
     let app = spawn_app_delivering_to(&partner.uri()).await;
+    app.expect_dead_calls();
+    app.expect_unfinished_calls();
     let order = app
         .queue_calls(
             Some(42),
