@@ -4,11 +4,15 @@
 //! the signals said. So `apply` gives the same facts whatever order the signals come in,
 //! and applying a signal twice changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CheckoutMode, Invoice, LineItem, Signal, Stamp, SubscriptionStatus};
+use crate::domain::{
+    CheckoutMode, DisputeStatus, Invoice, LineItem, Refund, Signal, Stamp, SubscriptionStatus,
+};
+
+use super::Provisioned;
 
 /// Everything Stripe told us about one order; stored as JSON on the order.
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -20,25 +24,50 @@ pub struct Facts {
     /// An existing workspace the buyer named, as they typed it.
     pub workspace_id: Option<Earliest>,
     pub subscription_id: Option<Earliest>,
-    /// The workspace of an earlier order of the same customer; set by the processor.
-    pub customer_workspace: Option<i64>,
+    /// The customer's other orders, as the processor found them for this planning; not
+    /// stored (it is read afresh each time).
+    #[serde(skip)]
+    pub customer_orders: CustomerOrders,
+    /// The newest `created` of any signal applied: "now", as far as the order knows.
+    pub latest: i64,
     /// The newest subscription snapshot.
     pub subscription: Option<Snapshot>,
     /// Deleted, canceled or expired: final, whatever snapshot comes after.
     pub subscription_ended: bool,
-    /// Whether the newest word on payment says the subscription is behind.
+    /// The newest word on payment: the subscription's status, or a paid invoice.
     pub standing: Option<Standing>,
+    /// The newest `created` of a word that the subscription is in good standing.
+    pub last_good: Option<i64>,
+    /// The `created` of every snapshot that found the subscription overdue.
+    pub overdue_seen: BTreeSet<i64>,
     /// An invoice of the order was paid: an `incomplete` subscription has been paid for.
     pub invoice_paid: bool,
+    /// An invoice was paid with real money (not the $0 invoice that starts a trial).
+    pub paid_with_money: bool,
     /// The lines of the paid first invoice: the items until a snapshot arrives.
     pub first_invoice_lines: Option<Vec<LineItem>>,
+    /// The paid invoices that top up the subscription's points, by id: their lines, or
+    /// `None` when the payload listed none (the subscription's items count then).
+    pub points_invoices: BTreeMap<String, Option<Vec<LineItem>>>,
     pub checkout: Option<Checkout>,
-    /// Each refund's amount, by refund id.
-    pub refunds: BTreeMap<String, i64>,
-    /// The largest cumulative `amount_refunded` a charge reported.
-    pub amount_refunded: i64,
-    pub charge_amount: Option<i64>,
-    pub disputes: BTreeMap<String, DisputeOutcome>,
+    /// What came back of each charge, by charge id (or payment intent, when the refund
+    /// names no charge).
+    pub charges: BTreeMap<String, ChargeFacts>,
+    pub disputes: BTreeMap<String, DisputeFacts>,
+}
+
+/// What the processor knows of the customer's other orders, for choosing a workspace.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CustomerOrders {
+    /// Other orders that have not ended.
+    pub live_orders: u32,
+    /// The distinct workspaces those live orders have (their creates succeeded).
+    pub live_workspaces: Vec<i64>,
+    /// When no order is live: the provisioned state of the newest ended order that had a
+    /// workspace of its own, to resume it.
+    pub returning: Option<Provisioned>,
+    /// Workspaces an order of the customer deleted: nothing is planned for them again.
+    pub deleted_workspaces: Vec<i64>,
 }
 
 /// A value and the stamp of the earliest event that gave it: the earliest one wins, so
@@ -54,14 +83,38 @@ pub struct Snapshot {
     pub stamp: Stamp,
     pub status: SubscriptionStatus,
     pub items: Vec<LineItem>,
+    #[serde(default)]
     pub pause_collection: bool,
+    #[serde(default)]
     pub cancel_at_period_end: bool,
+    #[serde(default)]
+    pub cancel_at: Option<i64>,
+    #[serde(default)]
+    pub trial_end: Option<i64>,
+}
+
+impl Snapshot {
+    /// Set to end: at period end (classic billing) or at `cancel_at` (flexible billing).
+    pub fn cancel_scheduled(&self) -> bool {
+        self.cancel_at_period_end || self.cancel_at.is_some()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Standing {
     pub stamp: Stamp,
-    pub delinquent: bool,
+    pub overdue: Overdue,
+}
+
+/// How far behind on payment the subscription is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Overdue {
+    No,
+    /// `past_due`: Stripe is still retrying.
+    PastDue,
+    /// `unpaid`: Stripe gave up retrying.
+    Unpaid,
 }
 
 /// The order's Checkout session; one per order.
@@ -70,20 +123,67 @@ pub struct Checkout {
     pub id: String,
     pub mode: CheckoutMode,
     pub paid: bool,
+    /// The delayed payment failed: the order ends without being provisioned.
+    #[serde(default)]
+    pub failed: bool,
     pub line_items: Option<Vec<LineItem>>,
     pub amount_total: Option<i64>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum DisputeOutcome {
-    Open,
-    Won,
-    Lost,
+/// One charge and what came back of it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct ChargeFacts {
+    pub amount: Option<i64>,
+    /// The invoice it paid, when known.
+    pub invoice: Option<String>,
+    /// The charge's own cumulative `amount_refunded`, newest.
+    pub snapshot: Option<(Stamp, i64)>,
+    pub refunds: BTreeMap<String, RefundFacts>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RefundFacts {
+    pub amount: i64,
+    /// When it was seen failed or canceled: it returned nothing.
+    pub reversed: Option<Stamp>,
+}
+
+impl ChargeFacts {
+    /// What went back: the refunds still standing, or the charge's own figure if larger,
+    /// unless a refund failed after that figure was taken (it may count the failed one).
+    pub fn refunded(&self) -> i64 {
+        let standing = self
+            .refunds
+            .values()
+            .filter(|r| r.reversed.is_none())
+            .fold(0i64, |sum, r| sum.saturating_add(r.amount));
+        let newest_reversal = self.refunds.values().filter_map(|r| r.reversed.as_ref()).max();
+        match &self.snapshot {
+            Some((stamp, amount)) if newest_reversal.is_none_or(|r| stamp > r) => {
+                standing.max(*amount)
+            }
+            _ => standing,
+        }
+    }
+
+    pub fn fully_refunded(&self) -> bool {
+        let refunded = self.refunded();
+        refunded > 0 && self.amount.is_some_and(|amount| refunded >= amount)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DisputeFacts {
+    pub stamp: Stamp,
+    pub status: DisputeStatus,
+    pub charge: Option<String>,
+    pub amount: Option<i64>,
 }
 
 impl Facts {
     pub fn apply(&mut self, stamp: &Stamp, signal: &Signal) {
+        self.latest = self.latest.max(stamp.created);
         match signal {
             Signal::Subscription {
                 subscription,
@@ -98,8 +198,9 @@ impl Facts {
                 keep_earliest(&mut self.subscription_id, stamp, Some(&subscription.id));
                 use SubscriptionStatus::*;
                 match subscription.status {
-                    PastDue | Unpaid => self.note_standing(stamp, true),
-                    Active | Trialing => self.note_standing(stamp, false),
+                    PastDue => self.note_standing(stamp, Overdue::PastDue),
+                    Unpaid => self.note_standing(stamp, Overdue::Unpaid),
+                    Active | Trialing => self.note_standing(stamp, Overdue::No),
                     _ => {}
                 }
                 self.subscription_ended |=
@@ -115,24 +216,34 @@ impl Facts {
                         items: subscription.items.clone(),
                         pause_collection: subscription.pause_collection,
                         cancel_at_period_end: subscription.cancel_at_period_end,
+                        cancel_at: subscription.cancel_at,
+                        trial_end: subscription.trial_end,
                     });
                 }
             }
             Signal::InvoicePaid { invoice } => {
                 self.note_invoice(stamp, invoice);
-                self.note_standing(stamp, false);
+                self.note_standing(stamp, Overdue::No);
                 self.invoice_paid = true;
+                self.paid_with_money |= invoice.amount_paid > 0;
                 // Later invoices may carry proration lines; the first one lists the items.
                 if invoice.billing_reason.as_deref() == Some("subscription_create") {
                     self.first_invoice_lines
                         .get_or_insert_with(|| invoice.lines.clone());
                 }
+                if tops_up_points(invoice) {
+                    let lines = Some(invoice.lines.clone()).filter(|lines| !lines.is_empty());
+                    self.points_invoices.insert(invoice.id.clone(), lines);
+                }
+                if let Some(charge) = &invoice.charge {
+                    self.charges.entry(charge.clone()).or_default().invoice = Some(invoice.id.clone());
+                }
             }
-            Signal::InvoicePaymentFailed { invoice } => {
-                self.note_invoice(stamp, invoice);
-                self.note_standing(stamp, true);
-            }
-            Signal::CheckoutCompleted { session } => {
+            // A failed payment alone changes nothing: the subscription's status says
+            // whether it is overdue (a failed upgrade with `pending_if_incomplete` leaves
+            // it active).
+            Signal::InvoicePaymentFailed { invoice } => self.note_invoice(stamp, invoice),
+            Signal::CheckoutCompleted { session } | Signal::CheckoutFailed { session } => {
                 keep_earliest(&mut self.customer, stamp, session.customer.as_deref());
                 keep_earliest(&mut self.email, stamp, session.email.as_deref());
                 keep_earliest(&mut self.name, stamp, session.name.as_deref());
@@ -150,40 +261,47 @@ impl Facts {
                     id: session.id.clone(),
                     mode: session.mode.clone(),
                     paid: false,
+                    failed: false,
                     line_items: None,
                     amount_total: None,
                 });
                 // `completed` may say unpaid and `async_payment_succeeded` paid, in any order.
                 if checkout.id == session.id {
-                    checkout.paid |= session.paid;
+                    if matches!(signal, Signal::CheckoutFailed { .. }) {
+                        checkout.failed = true;
+                    } else {
+                        checkout.paid |= session.paid;
+                    }
                     if checkout.line_items.is_none() {
                         checkout.line_items.clone_from(&session.line_items);
                     }
                     checkout.amount_total = checkout.amount_total.or(session.amount_total);
                 }
             }
-            Signal::Refund { refund } => {
-                keep_earliest(&mut self.customer, stamp, refund.customer.as_deref());
-                for (id, amount) in &refund.refunds {
-                    self.refunds.insert(id.clone(), *amount);
+            Signal::Refund { refund } => self.note_refund(stamp, refund),
+            Signal::Dispute { dispute } => {
+                keep_earliest(&mut self.customer, stamp, dispute.customer.as_deref());
+                if let Some(charge) = &dispute.charge {
+                    let facts = self.charges.entry(charge.clone()).or_default();
+                    facts.invoice = facts.invoice.take().or(dispute.invoice.clone());
                 }
-                self.amount_refunded = self
-                    .amount_refunded
-                    .max(refund.amount_refunded.unwrap_or(0));
-                self.charge_amount = self.charge_amount.max(refund.charge_amount);
-            }
-            Signal::DisputeOpened { dispute } => {
-                self.disputes
-                    .entry(dispute.id.clone())
-                    .or_insert(DisputeOutcome::Open);
-            }
-            Signal::DisputeClosed { dispute } => {
-                let outcome = if dispute.status == "won" {
-                    DisputeOutcome::Won
-                } else {
-                    DisputeOutcome::Lost
-                };
-                self.disputes.insert(dispute.id.clone(), outcome);
+                let known = self.disputes.get(&dispute.id);
+                // Newest word wins, but a closed dispute is never reopened.
+                let newer = known.is_none_or(|k| {
+                    k.status == DisputeStatus::Open
+                        && (*stamp > k.stamp || dispute.status != DisputeStatus::Open)
+                });
+                if newer {
+                    self.disputes.insert(
+                        dispute.id.clone(),
+                        DisputeFacts {
+                            stamp: stamp.clone(),
+                            status: dispute.status,
+                            charge: dispute.charge.clone(),
+                            amount: dispute.amount,
+                        },
+                    );
+                }
             }
         }
     }
@@ -215,27 +333,73 @@ impl Facts {
         value(&self.subscription_id)
     }
 
-    pub fn delinquent(&self) -> bool {
-        self.standing.as_ref().is_some_and(|s| s.delinquent)
+    /// How far behind on payment the subscription is, by the newest word.
+    pub fn overdue(&self) -> Overdue {
+        self.standing.as_ref().map_or(Overdue::No, |s| s.overdue)
     }
 
-    /// How much went back: the charge's cumulative figure, or the refunds we saw one by one
-    /// if they add up to more (a `refund.created` may come before its `charge.refunded`).
+    /// Whole days the subscription has been overdue without a good word since, as of the
+    /// newest signal.
+    pub fn days_overdue(&self) -> i64 {
+        if self.overdue() == Overdue::No {
+            return 0;
+        }
+        let since = self
+            .overdue_seen
+            .iter()
+            .find(|&&at| self.last_good.is_none_or(|good| at > good));
+        since.map_or(0, |since| (self.latest - since).max(0) / 86_400)
+    }
+
+    /// A charge whose every cent went back, by refund or a lost dispute.
+    pub fn a_charge_fully_refunded(&self) -> bool {
+        self.charges.iter().any(|(id, charge)| {
+            charge.fully_refunded() || self.lost_dispute_of(id).is_some()
+        })
+    }
+
+    /// What went back of each charge, a lost dispute counting as all of it.
+    pub fn refunded_by_charge(&self) -> impl Iterator<Item = (&String, &ChargeFacts, i64)> {
+        self.charges.iter().map(|(id, charge)| {
+            let refunded = match self.lost_dispute_of(id) {
+                Some(lost) => charge.amount.or(lost.amount).unwrap_or(0),
+                None => charge.refunded(),
+            };
+            (id, charge, refunded)
+        })
+    }
+
+    /// Everything that went back, over all charges.
     pub fn refunded(&self) -> i64 {
-        let sum = self
-            .refunds
-            .values()
-            .fold(0i64, |sum, a| sum.saturating_add(*a));
-        self.amount_refunded.max(sum)
+        self.refunded_by_charge()
+            .fold(0i64, |sum, (_, _, refunded)| sum.saturating_add(refunded))
     }
 
-    /// Everything paid was refunded. The amount paid is the charge's, or the Checkout total.
-    pub fn fully_refunded(&self) -> bool {
-        let paid = self
-            .charge_amount
-            .or(self.checkout.as_ref().and_then(|c| c.amount_total));
-        let refunded = self.refunded();
-        refunded > 0 && paid.is_some_and(|paid| refunded >= paid)
+    /// What was paid over all charges, as far as the refunds and disputes told.
+    pub fn charged(&self) -> Option<i64> {
+        let amounts: Vec<i64> = self
+            .charges
+            .iter()
+            .filter_map(|(id, charge)| {
+                charge
+                    .amount
+                    .or_else(|| self.lost_dispute_of(id).and_then(|d| d.amount))
+            })
+            .collect();
+        (!amounts.is_empty()).then(|| amounts.iter().sum())
+    }
+
+    /// A dispute is open.
+    pub fn dispute_open(&self) -> bool {
+        self.disputes
+            .values()
+            .any(|d| d.status == DisputeStatus::Open)
+    }
+
+    fn lost_dispute_of(&self, charge: &str) -> Option<&DisputeFacts> {
+        self.disputes
+            .values()
+            .find(|d| d.status == DisputeStatus::Lost && d.charge.as_deref() == Some(charge))
     }
 
     fn note_invoice(&mut self, stamp: &Stamp, invoice: &Invoice) {
@@ -249,7 +413,40 @@ impl Facts {
         );
     }
 
-    fn note_standing(&mut self, stamp: &Stamp, delinquent: bool) {
+    fn note_refund(&mut self, stamp: &Stamp, refund: &Refund) {
+        keep_earliest(&mut self.customer, stamp, refund.customer.as_deref());
+        let Some(key) = refund.charge.as_ref().or(refund.payment_intent.as_ref()) else {
+            return;
+        };
+        let charge = self.charges.entry(key.clone()).or_default();
+        charge.amount = charge.amount.max(refund.charge_amount);
+        charge.invoice = charge.invoice.take().or(refund.invoice.clone());
+        if let Some(refunded) = refund.amount_refunded {
+            if charge.snapshot.as_ref().is_none_or(|(s, _)| stamp > s) {
+                charge.snapshot = Some((stamp.clone(), refunded));
+            }
+        }
+        for line in &refund.refunds {
+            let known = charge
+                .refunds
+                .entry(line.id.clone())
+                .or_insert(RefundFacts {
+                    amount: line.amount,
+                    reversed: None,
+                });
+            // A failed or canceled refund stays so; the earliest word of it counts.
+            if line.reversed && known.reversed.as_ref().is_none_or(|at| stamp < at) {
+                known.reversed = Some(stamp.clone());
+            }
+        }
+    }
+
+    fn note_standing(&mut self, stamp: &Stamp, overdue: Overdue) {
+        if overdue == Overdue::No {
+            self.last_good = self.last_good.max(Some(stamp.created));
+        } else {
+            self.overdue_seen.insert(stamp.created);
+        }
         if self
             .standing
             .as_ref()
@@ -257,9 +454,20 @@ impl Facts {
         {
             self.standing = Some(Standing {
                 stamp: stamp.clone(),
-                delinquent,
+                overdue,
             });
         }
+    }
+}
+
+/// A paid invoice of a subscription's creation or cycle tops up its points; the $0
+/// invoice that starts a trial is no payment, and an update's invoice only settles a
+/// proration.
+fn tops_up_points(invoice: &Invoice) -> bool {
+    match invoice.billing_reason.as_deref() {
+        Some("subscription_create") => invoice.amount_paid > 0,
+        Some("subscription_cycle") | None => true,
+        Some(_) => false,
     }
 }
 
