@@ -32,6 +32,10 @@ pub struct Facts {
     pub latest: i64,
     /// The newest subscription snapshot.
     pub subscription: Option<Snapshot>,
+    /// A snapshot showed the subscription `trialing`.
+    pub trialed: bool,
+    /// A snapshot showed the subscription `active`: a trial converted.
+    pub was_active: bool,
     /// Deleted, canceled or expired: final, whatever snapshot comes after.
     pub subscription_ended: bool,
     /// The newest word on payment: the subscription's status, or a paid invoice.
@@ -167,6 +171,16 @@ impl ChargeFacts {
         }
     }
 
+    /// A charge pays one invoice; should two be named, the choice must not depend on the
+    /// order they came in.
+    fn learn_invoice(&mut self, invoice: Option<&str>) {
+        if let Some(invoice) = invoice {
+            if self.invoice.as_deref().is_none_or(|known| invoice < known) {
+                self.invoice = Some(invoice.to_owned());
+            }
+        }
+    }
+
     pub fn fully_refunded(&self) -> bool {
         let refunded = self.refunded();
         refunded > 0 && self.amount.is_some_and(|amount| refunded >= amount)
@@ -197,6 +211,8 @@ impl Facts {
                 );
                 keep_earliest(&mut self.subscription_id, stamp, Some(&subscription.id));
                 use SubscriptionStatus::*;
+                self.trialed |= subscription.status == Trialing;
+                self.was_active |= subscription.status == Active;
                 match subscription.status {
                     PastDue => self.note_standing(stamp, Overdue::PastDue),
                     Unpaid => self.note_standing(stamp, Overdue::Unpaid),
@@ -236,7 +252,8 @@ impl Facts {
                     self.points_invoices.insert(invoice.id.clone(), lines);
                 }
                 if let Some(charge) = &invoice.charge {
-                    self.charges.entry(charge.clone()).or_default().invoice = Some(invoice.id.clone());
+                    let charge = self.charges.entry(charge.clone()).or_default();
+                    charge.learn_invoice(Some(&invoice.id));
                 }
             }
             // A failed payment alone changes nothing: the subscription's status says
@@ -283,7 +300,7 @@ impl Facts {
                 keep_earliest(&mut self.customer, stamp, dispute.customer.as_deref());
                 if let Some(charge) = &dispute.charge {
                     let facts = self.charges.entry(charge.clone()).or_default();
-                    facts.invoice = facts.invoice.take().or(dispute.invoice.clone());
+                    facts.learn_invoice(dispute.invoice.as_deref());
                 }
                 let known = self.disputes.get(&dispute.id);
                 // Newest word wins, but a closed dispute is never reopened.
@@ -331,6 +348,12 @@ impl Facts {
 
     pub fn subscription_id(&self) -> Option<&str> {
         value(&self.subscription_id)
+    }
+
+    /// A trial that has not converted: the subscription never was active, and no invoice
+    /// was paid with real money.
+    pub fn in_trial(&self) -> bool {
+        self.trialed && !self.was_active && !self.paid_with_money && !self.subscription_ended
     }
 
     /// How far behind on payment the subscription is, by the newest word.
@@ -420,7 +443,7 @@ impl Facts {
         };
         let charge = self.charges.entry(key.clone()).or_default();
         charge.amount = charge.amount.max(refund.charge_amount);
-        charge.invoice = charge.invoice.take().or(refund.invoice.clone());
+        charge.learn_invoice(refund.invoice.as_deref());
         if let Some(refunded) = refund.amount_refunded {
             if charge.snapshot.as_ref().is_none_or(|(s, _)| stamp > s) {
                 charge.snapshot = Some((stamp.clone(), refunded));
@@ -492,8 +515,8 @@ fn value(slot: &Option<Earliest>) -> Option<&str> {
 pub(super) mod tests {
     use super::*;
     use crate::domain::{
-        CheckoutSession, Dispute, Invoice, LineItem, Refund, Signal, Stamp, Subscription,
-        SubscriptionStatus,
+        CheckoutSession, Dispute, Invoice, LineItem, Refund, RefundLine, Signal, Stamp,
+        Subscription, SubscriptionStatus,
     };
 
     pub(crate) fn stamp(n: i64) -> Stamp {
@@ -520,6 +543,8 @@ pub(super) mod tests {
             items: items(list),
             pause_collection: false,
             cancel_at_period_end: false,
+            cancel_at: None,
+            trial_end: None,
             workspace_id: None,
         }
     }
@@ -585,27 +610,48 @@ pub(super) mod tests {
         Signal::CheckoutCompleted { session }
     }
 
-    /// A refund event: its individual refunds, and the charge's figures when it carries them.
+    /// A refund event of charge `ch_1`: its individual refunds (a negative amount: that
+    /// refund failed), and the charge's figures when it carries them.
     pub(crate) fn refund(refunds: &[(&str, i64)], charge: Option<(i64, i64)>) -> Signal {
+        refund_of("ch_1", refunds, charge)
+    }
+
+    pub(crate) fn refund_of(
+        charge_id: &str,
+        refunds: &[(&str, i64)],
+        charge: Option<(i64, i64)>,
+    ) -> Signal {
         Signal::Refund {
             refund: Refund {
                 customer: Some("cus_1".into()),
-                charge: Some("ch_1".into()),
+                charge: Some(charge_id.into()),
                 payment_intent: Some("pi_1".into()),
                 invoice: None,
                 charge_amount: charge.map(|(amount, _)| amount),
                 amount_refunded: charge.map(|(_, refunded)| refunded),
-                refunds: refunds.iter().map(|&(id, a)| (id.to_owned(), a)).collect(),
+                refunds: refunds
+                    .iter()
+                    .map(|&(id, amount)| RefundLine {
+                        id: id.to_owned(),
+                        amount: amount.abs(),
+                        reversed: amount < 0,
+                    })
+                    .collect(),
             },
         }
     }
 
-    pub(crate) fn dispute(id: &str, status: &str) -> Dispute {
-        Dispute {
-            id: id.into(),
-            charge: Some("ch_1".into()),
-            payment_intent: Some("pi_1".into()),
-            status: status.into(),
+    pub(crate) fn dispute(id: &str, status: DisputeStatus) -> Signal {
+        Signal::Dispute {
+            dispute: Dispute {
+                id: id.into(),
+                charge: Some("ch_1".into()),
+                payment_intent: Some("pi_1".into()),
+                invoice: None,
+                customer: None,
+                amount: Some(5000),
+                status,
+            },
         }
     }
 
@@ -637,36 +683,63 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn the_newest_word_on_payment_decides_standing() {
+    fn the_subscription_status_decides_standing_not_a_failed_invoice() {
         let past_due = subscription(SubscriptionStatus::PastDue, &[]);
+        let unpaid = subscription(SubscriptionStatus::Unpaid, &[]);
         let active = subscription(SubscriptionStatus::Active, &[]);
         let paid = invoice_paid("subscription_cycle", &[]);
-        assert!(
-            facts_of(&[(1, paid.clone()), (2, invoice_failed("subscription_cycle"))]).delinquent()
+        let failed = invoice_failed("subscription_cycle");
+        assert_eq!(
+            facts_of(&[(1, paid.clone()), (2, failed.clone())]).overdue(),
+            Overdue::No
         );
-        assert!(
-            !facts_of(&[(3, paid.clone()), (2, invoice_failed("subscription_cycle"))]).delinquent()
+        assert_eq!(
+            facts_of(&[(1, paid.clone()), (2, updated(past_due.clone()))]).overdue(),
+            Overdue::PastDue
         );
-        assert!(facts_of(&[(1, paid), (2, updated(past_due))]).delinquent());
+        assert_eq!(
+            facts_of(&[(3, paid), (2, updated(unpaid.clone()))]).overdue(),
+            Overdue::No
+        );
+        // Overdue since the first overdue word after the last good one.
+        let facts = facts_of(&[
+            (1, updated(active.clone())),
+            (10, updated(past_due)),
+            (10 + 3 * 86_400, updated(unpaid)),
+        ]);
+        assert_eq!(facts.overdue(), Overdue::Unpaid);
+        assert_eq!(facts.days_overdue(), 3);
         // A canceled or paused snapshot says nothing about payment.
         let canceled = facts_of(&[(1, updated(active)), (2, deleted(&[]))]);
-        assert!(!canceled.delinquent());
+        assert_eq!(canceled.overdue(), Overdue::No);
     }
 
     #[test]
-    fn only_the_first_invoice_lists_the_items() {
+    fn only_the_first_invoice_lists_the_items_and_each_paid_invoice_tops_up_once() {
         let facts = facts_of(&[
             (1, invoice_paid("subscription_update", &[("price_plus", 1)])),
             (
                 2,
                 invoice_paid("subscription_create", &[("price_business", 1)]),
             ),
+            (3, invoice_paid("subscription_cycle", &[])),
+            (4, invoice_paid("subscription_cycle", &[])),
         ]);
         assert!(facts.invoice_paid);
         assert_eq!(
             facts.first_invoice_lines,
             Some(items(&[("price_business", 1)]))
         );
+        assert_eq!(
+            facts.points_invoices.keys().collect::<Vec<_>>(),
+            ["in_subscription_create", "in_subscription_cycle"]
+        );
+        // The $0 invoice that starts a trial is no payment.
+        let mut trial_start = invoice("subscription_create", &[("price_business", 1)]);
+        trial_start.amount_paid = 0;
+        let facts = facts_of(&[(1, Signal::InvoicePaid { invoice: trial_start })]);
+        assert!(facts.invoice_paid && !facts.paid_with_money);
+        assert!(facts.points_invoices.is_empty());
     }
 
     #[test]
@@ -693,49 +766,75 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_checkout_paid_later_is_paid() {
+    fn a_checkout_paid_later_is_paid_and_a_failed_one_is_not() {
         let mut unpaid = session(CheckoutMode::Payment, None);
         unpaid.paid = false;
         let paid = session(CheckoutMode::Payment, Some(&[("price_points", 1)]));
-        let facts = facts_of(&[(2, completed(paid)), (1, completed(unpaid))]);
+        let facts = facts_of(&[(2, completed(paid)), (1, completed(unpaid.clone()))]);
         let checkout = facts.checkout.unwrap();
         assert!(checkout.paid);
         assert_eq!(checkout.line_items, Some(items(&[("price_points", 1)])));
+        let failed = Signal::CheckoutFailed {
+            session: unpaid.clone(),
+        };
+        let facts = facts_of(&[(2, failed), (1, completed(unpaid))]);
+        let checkout = facts.checkout.unwrap();
+        assert!(checkout.failed && !checkout.paid);
     }
 
     #[test]
-    fn refunds_count_once_and_the_charge_figure_when_larger() {
+    fn refunds_count_per_charge_once_and_the_charge_figure_when_larger() {
         let facts = facts_of(&[
             (1, refund(&[("re_1", 1000)], None)),
             (2, refund(&[("re_1", 1000)], Some((5000, 1000)))),
             (3, refund(&[("re_2", 500)], None)),
         ]);
         assert_eq!(facts.refunded(), 1500);
-        assert!(!facts.fully_refunded());
+        assert!(!facts.a_charge_fully_refunded());
         let facts = facts_of(&[(1, refund(&[], Some((5000, 5000))))]);
         assert_eq!(facts.refunded(), 5000);
-        assert!(facts.fully_refunded());
+        assert!(facts.a_charge_fully_refunded());
+        // Partial refunds of two charges never add up to a full one.
+        let facts = facts_of(&[
+            (1, refund_of("ch_a", &[("re_a", 2500)], Some((5000, 2500)))),
+            (2, refund_of("ch_b", &[("re_b", 2500)], Some((5000, 2500)))),
+        ]);
+        assert_eq!(facts.refunded(), 5000);
+        assert!(!facts.a_charge_fully_refunded());
     }
 
     #[test]
-    fn a_closed_dispute_is_not_reopened() {
-        let opened = Signal::DisputeOpened {
-            dispute: dispute("dp_1", "needs_response"),
-        };
-        let won = Signal::DisputeClosed {
-            dispute: dispute("dp_1", "won"),
-        };
-        let lost = Signal::DisputeClosed {
-            dispute: dispute("dp_2", "lost"),
-        };
-        let facts = facts_of(&[(2, won), (1, opened.clone()), (3, lost), (4, opened)]);
-        assert_eq!(
-            facts.disputes.into_iter().collect::<Vec<_>>(),
-            [
-                ("dp_1".to_owned(), DisputeOutcome::Won),
-                ("dp_2".to_owned(), DisputeOutcome::Lost)
-            ]
-        );
+    fn a_failed_refund_gives_back_what_it_took_in_any_order() {
+        let created = (1, refund(&[("re_1", 5000)], None));
+        let charge = (2, refund(&[], Some((5000, 5000))));
+        let failed = (3, refund(&[("re_1", -5000)], None));
+        for signals in [
+            vec![created.clone(), charge.clone(), failed.clone()],
+            vec![failed.clone(), charge.clone(), created.clone()],
+            vec![charge.clone(), failed.clone(), created.clone()],
+        ] {
+            let facts = facts_of(&signals);
+            assert_eq!(facts.refunded(), 0, "{signals:?}");
+            assert!(!facts.a_charge_fully_refunded());
+        }
+        // The charge's own figure after the failure is Stripe's word: it stands.
+        let facts = facts_of(&[created, failed, (4, refund(&[], Some((5000, 1000))))]);
+        assert_eq!(facts.refunded(), 1000);
+    }
+
+    #[test]
+    fn a_closed_dispute_is_not_reopened_and_a_lost_one_takes_its_charge() {
+        let facts = facts_of(&[
+            (2, dispute("dp_1", DisputeStatus::Won)),
+            (1, dispute("dp_1", DisputeStatus::Open)),
+            (3, dispute("dp_2", DisputeStatus::Lost)),
+            (4, dispute("dp_2", DisputeStatus::Open)),
+        ]);
+        let statuses: Vec<_> = facts.disputes.values().map(|d| d.status).collect();
+        assert_eq!(statuses, [DisputeStatus::Won, DisputeStatus::Lost]);
+        assert!(!facts.dispute_open());
+        assert!(facts.a_charge_fully_refunded());
+        assert_eq!(facts.refunded(), 5000);
     }
 
     #[test]
@@ -754,12 +853,7 @@ pub(super) mod tests {
                 invoice_paid("subscription_create", &[("price_business", 1)]),
             ),
             (4, refund(&[("re_1", 100)], Some((5000, 100)))),
-            (
-                5,
-                Signal::DisputeOpened {
-                    dispute: dispute("dp_1", "needs_response"),
-                },
-            ),
+            (5, dispute("dp_1", DisputeStatus::Open)),
         ];
         let once = facts_of(&signals);
         let mut twice = once.clone();
@@ -771,18 +865,13 @@ pub(super) mod tests {
 
     #[test]
     fn facts_round_trip_through_json_and_tolerate_missing_fields() {
-        let mut facts = facts_of(&[
+        let facts = facts_of(&[
             (
                 1,
                 completed(session(CheckoutMode::Payment, Some(&[("price_points", 2)]))),
             ),
             (2, refund(&[("re_1", 100)], Some((5000, 100)))),
-            (
-                3,
-                Signal::DisputeOpened {
-                    dispute: dispute("dp_1", "needs_response"),
-                },
-            ),
+            (3, dispute("dp_1", DisputeStatus::Open)),
             (
                 4,
                 updated(subscription(
@@ -791,14 +880,17 @@ pub(super) mod tests {
                 )),
             ),
         ]);
-        facts.customer_workspace = Some(7);
         let json = serde_json::to_value(&facts).unwrap();
         assert_eq!(serde_json::from_value::<Facts>(json).unwrap(), facts);
         assert_eq!(
             serde_json::from_str::<Facts>("{}").unwrap(),
             Facts::default()
         );
-        let partial: Facts = serde_json::from_str(r#"{"customer_workspace": 9}"#).unwrap();
-        assert_eq!(partial.customer_workspace, Some(9));
+        // Facts stored before these fields existed still read.
+        let old: Facts = serde_json::from_str(
+            r#"{"customer_workspace": 9, "subscription": {"stamp": {"created": 1, "event_id": "evt_1"}, "status": "active", "items": []}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.subscription.unwrap().cancel_at, None);
     }
 }

@@ -271,9 +271,9 @@ fn desire(
         }
         if want.workspace != Workspace::None {
             want.sells_plan |= terms.plan.is_some();
-            // A trial runs on UChat's own trial until it converts, unless policy says
-            // to provision the paid plan at once.
-            let on_trial = in_trial(facts) && !policy.paid_plan_in_trial;
+            // A trial runs on UChat's own trial, with nothing paid for, until it
+            // converts; unless policy says to provision the paid plan at once.
+            let on_trial = facts.in_trial() && !policy.paid_plan_in_trial;
             if let Some(plan) = terms.plan.as_ref().filter(|_| !on_trial) {
                 want.plan = Some(plan.plan.clone());
                 want.auto_renew = match sale.one_off {
@@ -289,8 +289,11 @@ fn desire(
                     }
                 };
             }
-            want.points_granted = want.points_granted.max(points(sale, facts, &terms, catalog));
-            want.addons = terms.addons;
+            if !on_trial {
+                want.points_granted =
+                    want.points_granted.max(points(sale, facts, &terms, catalog));
+                want.addons = terms.addons;
+            }
         }
     }
     if want.workspace == Workspace::None {
@@ -342,16 +345,6 @@ fn desire(
         first,
         base,
     })
-}
-
-/// A subscription in its trial that has not converted: not active yet, and no invoice
-/// paid with real money.
-fn in_trial(facts: &Facts) -> bool {
-    facts
-        .subscription
-        .as_ref()
-        .is_some_and(|s| s.status == SubscriptionStatus::Trialing)
-        && !facts.paid_with_money
 }
 
 /// What a sale's items buy in UChat.
@@ -552,7 +545,7 @@ fn new_workspace(facts: &Facts, catalog: &Catalog) -> Result<NewWorkspace, Strin
     let stripe_trial = facts
         .subscription
         .as_ref()
-        .filter(|_| in_trial(facts) && !catalog.policy.paid_plan_in_trial)
+        .filter(|_| facts.in_trial() && !catalog.policy.paid_plan_in_trial)
         .and_then(|s| s.trial_end)
         .map(|end| ((end - facts.latest).max(0) + 86_399) / 86_400)
         .and_then(|days| u32::try_from(days).ok())

@@ -397,6 +397,7 @@ fn refund_line(refund: &Value) -> Option<RefundLine> {
 
 /// `status` overrides the object's status (a funds event says more than it).
 fn dispute(o: &Value, status: Option<DisputeStatus>) -> Result<Dispute, String> {
+    let id = required(o, "id")?;
     let status = match status {
         Some(status) => status,
         // Won or lost only by its status: without one there is no answer.
@@ -409,7 +410,7 @@ fn dispute(o: &Value, status: Option<DisputeStatus>) -> Result<Dispute, String> 
         },
     };
     Ok(Dispute {
-        id: required(o, "id")?,
+        id,
         charge: id_of(&o["charge"]),
         payment_intent: id_of(&o["payment_intent"]),
         invoice: None,
