@@ -245,16 +245,23 @@ impl StripeApi {
             .await
             .map_err(|e| StripeApiError::Unavailable(e.without_url().to_string()))?;
         let status = response.status();
-        let body: Value = response
-            .json()
+        let bytes = response
+            .bytes()
             .await
             .map_err(|e| StripeApiError::Unavailable(e.without_url().to_string()))?;
+        // An error page need not be JSON; its status says enough.
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or_default();
         let message = || {
             let detail = body["error"]["message"].as_str().unwrap_or_default();
             format!("GET {shown}: HTTP {} {detail}", status.as_u16())
         };
-        if status.is_success() {
+        if status.is_success() && body.is_object() {
             Ok(body)
+        } else if status.is_success() {
+            Err(StripeApiError::Unavailable(format!(
+                "GET {shown}: HTTP {} with a body that is not a JSON object",
+                status.as_u16()
+            )))
         } else if status.as_u16() == 429 || status.is_server_error() {
             Err(StripeApiError::Unavailable(message()))
         } else {
