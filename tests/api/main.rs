@@ -12,3 +12,4 @@ mod processing;
 mod resilience;
 mod test_app;
 mod webhook;
+mod workspaces;
