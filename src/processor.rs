@@ -402,13 +402,16 @@ impl Processor {
             }
             _ => {}
         }
-        let mut facts = stored
-            .and_then(|order| stored_state(order).ok())
-            .map(|(facts, _)| facts)
-            .unwrap_or_default();
-        facts.apply(&prepared.stamp, signal);
-        if facts.email().is_none() {
-            needs.contact = facts.customer().map(str::to_owned);
+        // Only a sale needs the buyer's email: money going back never creates a workspace.
+        if !prepared.is_payment_reversal() {
+            let mut facts = stored
+                .and_then(|order| stored_state(order).ok())
+                .map(|(facts, _)| facts)
+                .unwrap_or_default();
+            facts.apply(&prepared.stamp, signal);
+            if facts.email().is_none() {
+                needs.contact = facts.customer().map(str::to_owned);
+            }
         }
         needs
     }
@@ -445,7 +448,14 @@ impl Processor {
             prepared.learn_payment(stripe, payment).await?;
         }
         if let Some(customer) = &needs.contact {
-            prepared.contact = Some(stripe.customer(customer).await?);
+            match stripe.customer(customer).await {
+                Ok(contact) => prepared.contact = Some(contact),
+                // Without it the planner says what is missing (an email), if anything.
+                Err(StripeApiError::Refused(error)) => {
+                    tracing::warn!(%error, "customer not readable; planning without their contact")
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         Ok(prepared)
     }
