@@ -1180,3 +1180,336 @@ fn status_strings_are_snake_case() {
     );
     assert_eq!(OrderStatus::Refunded.to_string(), "refunded");
 }
+
+/// Real-shaped events of both API eras, decoded as the service decodes them: before
+/// 2025-03-31 (2020-03-02 here) and since ("basil", 2026-09-30 here), where invoices name
+/// their subscription under `parent` and their prices under `pricing`, charges no longer
+/// name their invoice, and flexible billing schedules a cancellation with `cancel_at`.
+mod eras {
+    use serde_json::{json, Value};
+
+    use crate::domain::Signal;
+    use crate::stripe::decode::parse_event;
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub enum Era {
+        Classic,
+        Basil,
+    }
+
+    pub const ERAS: [Era; 2] = [Era::Classic, Era::Basil];
+
+    fn decode(era: Era, event_type: &str, object: Value) -> Signal {
+        let version = match era {
+            Era::Classic => "2020-03-02",
+            Era::Basil => "2026-09-30.endive",
+        };
+        let event = json!({
+            "id": "evt_era", "object": "event", "api_version": version, "created": 1,
+            "type": event_type, "data": { "object": object },
+        });
+        parse_event(&serde_json::to_vec(&event).unwrap())
+            .unwrap()
+            .signal("workspace_id")
+            .unwrap()
+            .unwrap()
+    }
+
+    fn items(era: Era, list: &[(&str, u32)]) -> Value {
+        let data: Vec<Value> = list
+            .iter()
+            .map(|(price, quantity)| match era {
+                Era::Classic => json!({"object": "subscription_item", "price": {"id": price},
+                                       "plan": {"id": price}, "quantity": quantity}),
+                Era::Basil => json!({"object": "subscription_item", "price": {"id": price},
+                                     "quantity": quantity, "current_period_end": 1_800_000_000}),
+            })
+            .collect();
+        json!({"object": "list", "data": data})
+    }
+
+    /// A subscription snapshot; `patch` sets more fields.
+    pub fn subscription(era: Era, status: &str, list: &[(&str, u32)], patch: Value) -> Signal {
+        let mut object = json!({
+            "id": "sub_1", "object": "subscription", "customer": "cus_1", "status": status,
+            "items": items(era, list), "cancel_at_period_end": false, "cancel_at": null,
+            "pause_collection": null, "trial_end": null, "metadata": {},
+        });
+        if era == Era::Basil {
+            object["billing_mode"] = json!({"type": "flexible"});
+        } else {
+            object["current_period_end"] = json!(1_800_000_000);
+        }
+        object.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
+        let event_type = if status == "canceled" {
+            "customer.subscription.deleted"
+        } else {
+            "customer.subscription.updated"
+        };
+        decode(era, event_type, object)
+    }
+
+    /// "Cancel at period end" as the customer portal sets it in each era's default mode.
+    pub fn cancel_scheduled(era: Era) -> Value {
+        match era {
+            Era::Classic => json!({"cancel_at_period_end": true, "cancel_at": 1_800_000_000}),
+            Era::Basil => json!({"cancel_at_period_end": false, "cancel_at": 1_800_000_000}),
+        }
+    }
+
+    pub fn invoice(
+        era: Era,
+        event_type: &str,
+        id: &str,
+        reason: &str,
+        amount_paid: i64,
+        list: &[(&str, u32)],
+    ) -> Signal {
+        let lines: Vec<Value> = list
+            .iter()
+            .map(|(price, quantity)| match era {
+                Era::Classic => json!({"object": "line_item", "price": {"id": price},
+                                       "quantity": quantity, "proration": false}),
+                Era::Basil => json!({"object": "line_item", "quantity": quantity,
+                    "pricing": {"type": "price_details", "price_details": {"price": price}},
+                    "parent": {"type": "subscription_item_details",
+                               "subscription_item_details": {"proration": false}}}),
+            })
+            .collect();
+        let mut object = json!({
+            "id": id, "object": "invoice", "customer": "cus_1",
+            "customer_email": "ann@example.com", "customer_name": "Ann",
+            "billing_reason": reason, "amount_paid": amount_paid,
+            "lines": {"object": "list", "data": lines},
+        });
+        match era {
+            Era::Classic => {
+                object["subscription"] = json!("sub_1");
+                object["charge"] = json!(format!("ch_{id}"));
+                object["payment_intent"] = json!(format!("pi_{id}"));
+            }
+            Era::Basil => {
+                object["parent"] = json!({"type": "subscription_details",
+                    "subscription_details": {"subscription": "sub_1"}});
+            }
+        }
+        decode(era, event_type, object)
+    }
+
+    /// `charge.refunded` of charge `id`, cumulative.
+    pub fn charge_refunded(era: Era, id: &str, amount: i64, refunded: i64) -> Signal {
+        let mut object = json!({
+            "id": id, "object": "charge", "amount": amount, "amount_refunded": refunded,
+            "customer": "cus_1", "payment_intent": "pi_1", "refunded": refunded >= amount,
+        });
+        if era == Era::Classic {
+            object["invoice"] = json!("in_1");
+            object["refunds"] = json!({"object": "list", "data": [
+                {"id": id.replacen("ch_", "re_", 1), "object": "refund", "amount": refunded,
+                 "charge": id, "status": "succeeded"}
+            ]});
+        }
+        decode(era, "charge.refunded", object)
+    }
+
+    pub fn refund(era: Era, event_type: &str, id: &str, charge: &str, amount: i64, status: &str) -> Signal {
+        let mut object = json!({"id": id, "object": "refund", "amount": amount, "charge": charge,
+                                "payment_intent": "pi_1", "status": status});
+        if era == Era::Basil {
+            object["destination_details"] = json!({"type": "card", "card": {"type": "refund"}});
+        }
+        decode(era, event_type, object)
+    }
+
+    pub fn dispute(era: Era, event_type: &str, id: &str, status: &str) -> Signal {
+        let mut object = json!({"id": id, "object": "dispute", "amount": 5000, "charge": "ch_1",
+                                "payment_intent": "pi_1", "status": status, "reason": "general"});
+        if era == Era::Basil {
+            object["enhanced_eligibility_types"] = json!([]);
+        }
+        decode(era, event_type, object)
+    }
+}
+
+use eras::{Era, ERAS};
+
+/// A subscription sale of either era: Checkout, the subscription active, its first
+/// invoice paid.
+fn era_sale(era: Era, list: &[(&str, u32)]) -> Vec<Signal> {
+    vec![
+        completed(session(Subscription, None)),
+        eras::subscription(era, "active", list, json!({})),
+        eras::invoice(era, "invoice.paid", "in_1", "subscription_create", 5000, list),
+    ]
+}
+
+#[test]
+fn both_eras_a_scheduled_cancellation_turns_auto_renew_off_and_clearing_it_on() {
+    for era in ERAS {
+        let mut order = Order::new("");
+        order.step(era_sale(era, BUSINESS));
+        let ending = eras::subscription(era, "active", BUSINESS, eras::cancel_scheduled(era));
+        assert_eq!(order.step([ending]), [Call::DisableAutoRenew], "{era:?}");
+        let kept = eras::subscription(era, "active", BUSINESS, json!({}));
+        assert_eq!(order.step([kept]), [Call::EnableAutoRenew], "{era:?}");
+    }
+}
+
+#[test]
+fn both_eras_pause_collection_keeps_access_and_status_paused_pauses() {
+    for era in ERAS {
+        let mut order = Order::new("");
+        order.step(era_sale(era, BUSINESS));
+        let collection = json!({"pause_collection": {"behavior": "keep_as_draft", "resumes_at": null}});
+        assert_eq!(
+            order.step([eras::subscription(era, "active", BUSINESS, collection)]),
+            [],
+            "{era:?}"
+        );
+        assert_eq!(
+            order.step([eras::subscription(era, "paused", BUSINESS, json!({}))]),
+            [Call::Pause],
+            "{era:?}"
+        );
+        assert_eq!(
+            order.step([eras::subscription(era, "active", BUSINESS, json!({}))]),
+            [Call::Active],
+            "{era:?}"
+        );
+    }
+}
+
+#[test]
+fn both_eras_a_trial_converts_on_a_real_payment_not_on_its_zero_invoice() {
+    for era in ERAS {
+        let mut order = Order::new("");
+        let trial_end = json!({"trial_end": stamp(2).created + 14 * 86_400});
+        let calls = order.step([
+            completed(session(Subscription, None)),
+            eras::subscription(era, "trialing", BUSINESS, trial_end),
+            eras::invoice(era, "invoice.paid", "in_0", "subscription_create", 0, BUSINESS),
+        ]);
+        let [Call::Create(new)] = &calls[..] else {
+            panic!("{era:?}: only a create expected, got {calls:?}")
+        };
+        assert_eq!(new.trial_days, Some(14), "{era:?}");
+        assert_eq!(
+            order.step([eras::invoice(era, "invoice.paid", "in_1", "subscription_cycle", 5000, BUSINESS)]),
+            [change_plan("business", true), add("bot", 1)],
+            "{era:?}"
+        );
+    }
+}
+
+#[test]
+fn both_eras_points_are_topped_up_on_each_paid_invoice_once() {
+    let list = [("price_business", 1), ("price_points", 1)];
+    for era in ERAS {
+        let mut order = Order::new("");
+        order.step(era_sale(era, &list));
+        assert_eq!(order.provisioned.points_granted, 1000, "{era:?}");
+        let cycle = eras::invoice(era, "invoice.paid", "in_2", "subscription_cycle", 5000, &list);
+        let twice = eras::invoice(era, "invoice.payment_succeeded", "in_2", "subscription_cycle", 5000, &list);
+        assert_eq!(
+            order.step([cycle, twice]),
+            [topup(1000, "Stripe subscription sub_1")],
+            "{era:?}"
+        );
+    }
+}
+
+#[test]
+fn both_eras_overdue_follows_the_subscription_not_a_lone_failed_invoice() {
+    for era in ERAS {
+        let mut order = Order::new("");
+        order.step(era_sale(era, BUSINESS));
+        let failed = eras::invoice(era, "invoice.payment_failed", "in_up", "subscription_update", 0, &[]);
+        assert_eq!(order.step([failed]), [], "{era:?}");
+        assert_eq!(
+            order.step([eras::subscription(era, "past_due", BUSINESS, json!({}))]),
+            [Call::Pause, Call::DisableAutoRenew],
+            "{era:?}"
+        );
+        let paid = eras::invoice(era, "invoice.paid", "in_2", "subscription_cycle", 5000, BUSINESS);
+        assert_eq!(
+            order.step([paid, eras::subscription(era, "active", BUSINESS, json!({}))]),
+            [Call::Active, Call::EnableAutoRenew],
+            "{era:?}"
+        );
+    }
+}
+
+#[test]
+fn both_eras_a_refund_is_full_per_charge_and_one_that_failed_is_given_back() {
+    for era in ERAS {
+        let mut order = Order::new(r#"on_refund = "pause""#);
+        order.step(era_sale(era, BUSINESS));
+        assert_eq!(
+            order.step([eras::charge_refunded(era, "ch_a", 5000, 2500)]),
+            [],
+            "{era:?}"
+        );
+        assert_eq!(
+            order.step([eras::charge_refunded(era, "ch_b", 5000, 2500)]),
+            [],
+            "{era:?}: halves of two charges are no full refund"
+        );
+        assert_eq!(
+            order.step([eras::refund(era, "refund.created", "re_c", "ch_c", 5000, "succeeded")]),
+            [],
+            "{era:?}: the charge's amount is not known yet"
+        );
+        assert_eq!(
+            order.step([eras::charge_refunded(era, "ch_c", 5000, 5000)]),
+            [Call::Pause],
+            "{era:?}"
+        );
+        assert_eq!(
+            order.step([eras::refund(era, "refund.failed", "re_c", "ch_c", 5000, "failed")]),
+            [Call::Active],
+            "{era:?}"
+        );
+    }
+}
+
+#[test]
+fn both_eras_disputes_pause_while_open_and_follow_their_outcome() {
+    for era in ERAS {
+        for (opened, closed, after) in [
+            ("needs_response", "won", vec![Call::Active]),
+            ("warning_needs_response", "warning_closed", vec![Call::Active]),
+            ("under_review", "prevented", vec![Call::Active]),
+            ("under_review", "lost", vec![]),
+        ] {
+            let mut order = Order::new(r#"on_refund = "pause""#);
+            order.step(era_sale(era, BUSINESS));
+            assert_eq!(
+                order.step([eras::dispute(era, "charge.dispute.created", "dp_1", opened)]),
+                [Call::Pause],
+                "{era:?} {opened}"
+            );
+            assert_eq!(
+                order.step([eras::dispute(era, "charge.dispute.closed", "dp_1", closed)]),
+                after,
+                "{era:?} {closed}"
+            );
+        }
+        let mut reinstated = Order::new("");
+        reinstated.step(era_sale(era, BUSINESS));
+        reinstated.step([eras::dispute(era, "charge.dispute.created", "dp_1", "needs_response")]);
+        assert_eq!(
+            reinstated.step([eras::dispute(era, "charge.dispute.funds_reinstated", "dp_1", "under_review")]),
+            [Call::Active],
+            "{era:?}"
+        );
+    }
+}
+
+#[test]
+fn both_eras_a_plan_in_quantity_needs_attention() {
+    for era in ERAS {
+        let mut order = Order::new("");
+        order.step(era_sale(era, &[("price_business", 2)]));
+        assert_eq!(order.status(), OrderStatus::NeedsAttention, "{era:?}");
+    }
+}
