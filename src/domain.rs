@@ -224,13 +224,15 @@ impl Signal {
                     ..OrderKeys::default()
                 }
             }
-            Signal::CheckoutCompleted { session } | Signal::CheckoutFailed { session } => OrderKeys {
-                customer: session.customer.clone(),
-                subscription: session.subscription.clone(),
-                checkout_session: Some(session.id.clone()),
-                payment_intent: session.payment_intent.clone(),
-                ..OrderKeys::default()
-            },
+            Signal::CheckoutCompleted { session } | Signal::CheckoutFailed { session } => {
+                OrderKeys {
+                    customer: session.customer.clone(),
+                    subscription: session.subscription.clone(),
+                    checkout_session: Some(session.id.clone()),
+                    payment_intent: session.payment_intent.clone(),
+                    ..OrderKeys::default()
+                }
+            }
             Signal::Refund { refund } => OrderKeys {
                 customer: refund.customer.clone(),
                 payment_intent: refund.payment_intent.clone(),

@@ -199,7 +199,9 @@ impl Processor {
             };
             let mut tx = self.db.begin().await?;
             if !db::events::reclaim_leased(&mut tx, event.id, lease).await? {
-                tracing::info!("the event's lease ran out during the Stripe reads; another processor has it");
+                tracing::info!(
+                    "the event's lease ran out during the Stripe reads; another processor has it"
+                );
                 return Ok(Step::Handled);
             }
             let mut keys = event.order_keys.clone();
@@ -214,8 +216,14 @@ impl Processor {
         };
         match self.apply(&mut tx, event, prepared).await {
             Ok(order_id) => {
-                db::events::finish(&mut tx, event.id, EventStatus::Processed, None, Some(order_id))
-                    .await?;
+                db::events::finish(
+                    &mut tx,
+                    event.id,
+                    EventStatus::Processed,
+                    None,
+                    Some(order_id),
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(Step::Handled)
             }
@@ -334,7 +342,7 @@ impl Processor {
         let live: Vec<i64> = db::orders::of_customer(conn, customer, None)
             .await?
             .into_iter()
-            .filter(|order| is_live(order))
+            .filter(is_live)
             .map(|order| order.id)
             .collect();
         match live[..] {
@@ -417,7 +425,11 @@ impl Processor {
     }
 
     /// Makes the reads, with no transaction open, and completes the event with them.
-    async fn read_stripe(&self, mut prepared: Prepared, needs: Needs) -> Result<Prepared, ApplyError> {
+    async fn read_stripe(
+        &self,
+        mut prepared: Prepared,
+        needs: Needs,
+    ) -> Result<Prepared, ApplyError> {
         let Some(stripe) = &self.stripe else {
             return Ok(prepared);
         };
@@ -598,7 +610,10 @@ impl Needs {
 
 /// An order that has not ended and has, or is getting, a workspace.
 fn is_live(order: &CustomerOrderRow) -> bool {
-    let has_workspace = order.provisioned.get("workspace").is_some_and(|w| w != "none");
+    let has_workspace = order
+        .provisioned
+        .get("workspace")
+        .is_some_and(|w| w != "none");
     !order.status.ended() && has_workspace
 }
 

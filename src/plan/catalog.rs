@@ -472,7 +472,10 @@ fn check_price(
     };
     for (key, set) in [
         ("auto_renew", price.auto_renew.as_ref().map(Spanned::span)),
-        ("quantity_addon", price.quantity_addon.as_ref().map(Spanned::span)),
+        (
+            "quantity_addon",
+            price.quantity_addon.as_ref().map(Spanned::span),
+        ),
     ] {
         if let Some(at) = set.filter(|_| price.plan.is_none()) {
             report(at, format!("{label}: {key} applies only to a plan"));
@@ -483,7 +486,10 @@ fn check_price(
         .as_ref()
         .filter(|a| a.get_ref().trim().is_empty())
     {
-        report(addon.span(), format!("{label} has an empty quantity_addon id"));
+        report(
+            addon.span(),
+            format!("{label} has an empty quantity_addon id"),
+        );
     }
     if let Some(points) = price.points.as_ref().filter(|p| *p.get_ref() <= 0) {
         report(points.span(), format!("{label}: points must be positive"));
@@ -544,6 +550,39 @@ mod tests {
             Some(&Product::Points(1000))
         );
         assert_eq!(example.product("price_other"), None);
+    }
+
+    #[test]
+    fn plan_prices_may_renew_and_map_a_quantity() {
+        let catalog = Catalog::parse(
+            r#"
+            [[price]]
+            stripe_price = "price_seats"
+            plan = "business"
+            auto_renew = true
+            quantity_addon = "member"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            catalog.product("price_seats"),
+            Some(&Product::Plan(PlanPrice {
+                plan: "business".into(),
+                auto_renew: true,
+                quantity_addon: Some("member".into()),
+            }))
+        );
+        let text = "[[price]]\nstripe_price = \"p\"\naddon = \"bot\"\nauto_renew = true\nquantity_addon = \" \"\n\n[policy]\npayment_grace_days = -1\ntrial = \"free\"\n";
+        assert_eq!(
+            problems(text),
+            [
+                r#"catalog.toml line 4: price "p": auto_renew applies only to a plan"#,
+                r#"catalog.toml line 5: price "p": quantity_addon applies only to a plan"#,
+                r#"catalog.toml line 5: price "p" has an empty quantity_addon id"#,
+                "catalog.toml line 8: policy.payment_grace_days must be a whole number of days, 0 or more",
+                r#"catalog.toml line 9: policy.trial: unknown word "free" (expected one of: uchat_trial, paid_plan)"#,
+            ]
+        );
     }
 
     #[test]

@@ -162,7 +162,11 @@ impl ChargeFacts {
             .values()
             .filter(|r| r.reversed.is_none())
             .fold(0i64, |sum, r| sum.saturating_add(r.amount));
-        let newest_reversal = self.refunds.values().filter_map(|r| r.reversed.as_ref()).max();
+        let newest_reversal = self
+            .refunds
+            .values()
+            .filter_map(|r| r.reversed.as_ref())
+            .max();
         match &self.snapshot {
             Some((stamp, amount)) if newest_reversal.is_none_or(|r| stamp > r) => {
                 standing.max(*amount)
@@ -376,9 +380,9 @@ impl Facts {
 
     /// A charge whose every cent went back, by refund or a lost dispute.
     pub fn a_charge_fully_refunded(&self) -> bool {
-        self.charges.iter().any(|(id, charge)| {
-            charge.fully_refunded() || self.lost_dispute_of(id).is_some()
-        })
+        self.charges
+            .iter()
+            .any(|(id, charge)| charge.fully_refunded() || self.lost_dispute_of(id).is_some())
     }
 
     /// What went back of each charge, a lost dispute counting as all of it.
@@ -737,7 +741,12 @@ pub(super) mod tests {
         // The $0 invoice that starts a trial is no payment.
         let mut trial_start = invoice("subscription_create", &[("price_business", 1)]);
         trial_start.amount_paid = 0;
-        let facts = facts_of(&[(1, Signal::InvoicePaid { invoice: trial_start })]);
+        let facts = facts_of(&[(
+            1,
+            Signal::InvoicePaid {
+                invoice: trial_start,
+            },
+        )]);
         assert!(facts.invoice_paid && !facts.paid_with_money);
         assert!(facts.points_invoices.is_empty());
     }

@@ -16,8 +16,8 @@ use crate::domain::{CheckoutMode, LineItem, SubscriptionStatus};
 use crate::partner::{Call, NewWorkspace};
 pub use catalog::Catalog;
 use catalog::{OnRefund, PlanPrice, Policy, Product};
-pub use facts::{CustomerOrders, Facts};
 use facts::{Checkout, Overdue};
+pub use facts::{CustomerOrders, Facts};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
@@ -111,7 +111,12 @@ pub fn plan(facts: &Facts, provisioned: &Provisioned, catalog: &Catalog) -> Plan
     let sale = Sale::read(facts, &catalog.policy);
     match desire(&sale, facts, provisioned, catalog) {
         Ok(Desired { state, first, base }) => Plan {
-            calls: calls(base.as_ref().unwrap_or(provisioned), &state, first, &sale.reference),
+            calls: calls(
+                base.as_ref().unwrap_or(provisioned),
+                &state,
+                first,
+                &sale.reference,
+            ),
             status: sale.status(&state),
             provisioned: state,
             attention: None,
@@ -159,9 +164,7 @@ impl<'a> Sale<'a> {
         let checkout_failed = facts.checkout.as_ref().is_some_and(|c| c.failed && !c.paid);
         Sale {
             one_off,
-            ended: facts.subscription_ended
-                || checkout_failed
-                || refund == Some(OnRefund::Cancel),
+            ended: facts.subscription_ended || checkout_failed || refund == Some(OnRefund::Cancel),
             refunded: refund.is_some_and(|r| r != OnRefund::Nothing),
             refund_pauses: refund == Some(OnRefund::Pause),
             reference: match one_off {
@@ -290,8 +293,9 @@ fn desire(
                 };
             }
             if !on_trial {
-                want.points_granted =
-                    want.points_granted.max(points(sale, facts, &terms, catalog));
+                want.points_granted = want
+                    .points_granted
+                    .max(points(sale, facts, &terms, catalog));
                 want.addons = terms.addons;
             }
         }
@@ -505,7 +509,10 @@ fn choose_workspace(facts: &Facts, terms: &Terms, catalog: &Catalog) -> Result<C
     let new = new_workspace(facts, catalog)?;
     match &customer.returning {
         Some(last) if customer.live_orders == 0 => {
-            let id = last.workspace.id().ok_or("the customer's last workspace has no id")?;
+            let id = last
+                .workspace
+                .id()
+                .ok_or("the customer's last workspace has no id")?;
             Ok(Chosen {
                 workspace: Workspace::Reusing(id),
                 call: Some(Call::ReuseWorkspace {
@@ -611,12 +618,7 @@ fn refunded_points(
 }
 
 /// The calls that take the workspace from `had` to `want`, in the fixed order.
-fn calls(
-    had: &Provisioned,
-    want: &Provisioned,
-    first: Option<Call>,
-    reference: &str,
-) -> Vec<Call> {
+fn calls(had: &Provisioned, want: &Provisioned, first: Option<Call>, reference: &str) -> Vec<Call> {
     let mut calls: Vec<Call> = first.into_iter().collect();
     let mut auto_renew = had.auto_renew;
     if let Some(plan) = want

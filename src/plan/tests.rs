@@ -250,10 +250,7 @@ fn points_on_a_subscription_are_topped_up_on_every_paid_invoice_once() {
         [topup(2000, note)]
     );
     // A proration invoice of an upgrade tops up nothing.
-    assert_eq!(
-        order.step([invoice_paid("subscription_update", &list)]),
-        []
-    );
+    assert_eq!(order.step([invoice_paid("subscription_update", &list)]), []);
     assert_eq!(order.provisioned.points_granted, 6000);
 }
 
@@ -400,7 +397,10 @@ fn addons_or_points_alone_go_to_the_named_or_the_only_live_workspace() {
         ..CustomerOrders::default()
     });
     assert_eq!(creating.step(sale(&bots)), []);
-    assert!(creating.attention().unwrap().contains("still being created"));
+    assert!(creating
+        .attention()
+        .unwrap()
+        .contains("still being created"));
 }
 
 #[test]
@@ -600,7 +600,10 @@ fn a_trial_runs_on_uchats_trial_until_it_converts() {
 
     // Or an invoice with a real payment is paid.
     let mut paid = Order::new("");
-    paid.step([completed(session(Subscription, None)), updated(trial.clone())]);
+    paid.step([
+        completed(session(Subscription, None)),
+        updated(trial.clone()),
+    ]);
     let mut conversion = invoice("subscription_cycle", &[]);
     conversion.id = "in_conversion".into();
     assert_eq!(
@@ -612,7 +615,10 @@ fn a_trial_runs_on_uchats_trial_until_it_converts() {
 
     // A trial that ends unpaid follows on_payment_failed, or on_cancel once canceled.
     let mut unpaid = Order::new("");
-    unpaid.step([completed(session(Subscription, None)), updated(trial.clone())]);
+    unpaid.step([
+        completed(session(Subscription, None)),
+        updated(trial.clone()),
+    ]);
     assert_eq!(unpaid.step([status(PastDue, BUSINESS)]), [Call::Pause]);
     assert_eq!(unpaid.step([deleted(BUSINESS)]), []);
     assert_eq!(unpaid.status(), OrderStatus::Canceled);
@@ -1240,7 +1246,10 @@ mod eras {
         } else {
             object["current_period_end"] = json!(1_800_000_000);
         }
-        object.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
+        object
+            .as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
         let event_type = if status == "canceled" {
             "customer.subscription.deleted"
         } else {
@@ -1312,7 +1321,14 @@ mod eras {
         decode(era, "charge.refunded", object)
     }
 
-    pub fn refund(era: Era, event_type: &str, id: &str, charge: &str, amount: i64, status: &str) -> Signal {
+    pub fn refund(
+        era: Era,
+        event_type: &str,
+        id: &str,
+        charge: &str,
+        amount: i64,
+        status: &str,
+    ) -> Signal {
         let mut object = json!({"id": id, "object": "refund", "amount": amount, "charge": charge,
                                 "payment_intent": "pi_1", "status": status});
         if era == Era::Basil {
@@ -1339,7 +1355,14 @@ fn era_sale(era: Era, list: &[(&str, u32)]) -> Vec<Signal> {
     vec![
         completed(session(Subscription, None)),
         eras::subscription(era, "active", list, json!({})),
-        eras::invoice(era, "invoice.paid", "in_1", "subscription_create", 5000, list),
+        eras::invoice(
+            era,
+            "invoice.paid",
+            "in_1",
+            "subscription_create",
+            5000,
+            list,
+        ),
     ]
 }
 
@@ -1360,7 +1383,8 @@ fn both_eras_pause_collection_keeps_access_and_status_paused_pauses() {
     for era in ERAS {
         let mut order = Order::new("");
         order.step(era_sale(era, BUSINESS));
-        let collection = json!({"pause_collection": {"behavior": "keep_as_draft", "resumes_at": null}});
+        let collection =
+            json!({"pause_collection": {"behavior": "keep_as_draft", "resumes_at": null}});
         assert_eq!(
             order.step([eras::subscription(era, "active", BUSINESS, collection)]),
             [],
@@ -1387,14 +1411,28 @@ fn both_eras_a_trial_converts_on_a_real_payment_not_on_its_zero_invoice() {
         let calls = order.step([
             completed(session(Subscription, None)),
             eras::subscription(era, "trialing", BUSINESS, trial_end),
-            eras::invoice(era, "invoice.paid", "in_0", "subscription_create", 0, BUSINESS),
+            eras::invoice(
+                era,
+                "invoice.paid",
+                "in_0",
+                "subscription_create",
+                0,
+                BUSINESS,
+            ),
         ]);
         let [Call::Create(new)] = &calls[..] else {
             panic!("{era:?}: only a create expected, got {calls:?}")
         };
         assert_eq!(new.trial_days, Some(14), "{era:?}");
         assert_eq!(
-            order.step([eras::invoice(era, "invoice.paid", "in_1", "subscription_cycle", 5000, BUSINESS)]),
+            order.step([eras::invoice(
+                era,
+                "invoice.paid",
+                "in_1",
+                "subscription_cycle",
+                5000,
+                BUSINESS
+            )]),
             [change_plan("business", true), add("bot", 1)],
             "{era:?}"
         );
@@ -1408,8 +1446,22 @@ fn both_eras_points_are_topped_up_on_each_paid_invoice_once() {
         let mut order = Order::new("");
         order.step(era_sale(era, &list));
         assert_eq!(order.provisioned.points_granted, 1000, "{era:?}");
-        let cycle = eras::invoice(era, "invoice.paid", "in_2", "subscription_cycle", 5000, &list);
-        let twice = eras::invoice(era, "invoice.payment_succeeded", "in_2", "subscription_cycle", 5000, &list);
+        let cycle = eras::invoice(
+            era,
+            "invoice.paid",
+            "in_2",
+            "subscription_cycle",
+            5000,
+            &list,
+        );
+        let twice = eras::invoice(
+            era,
+            "invoice.payment_succeeded",
+            "in_2",
+            "subscription_cycle",
+            5000,
+            &list,
+        );
         assert_eq!(
             order.step([cycle, twice]),
             [topup(1000, "Stripe subscription sub_1")],
@@ -1423,14 +1475,28 @@ fn both_eras_overdue_follows_the_subscription_not_a_lone_failed_invoice() {
     for era in ERAS {
         let mut order = Order::new("");
         order.step(era_sale(era, BUSINESS));
-        let failed = eras::invoice(era, "invoice.payment_failed", "in_up", "subscription_update", 0, &[]);
+        let failed = eras::invoice(
+            era,
+            "invoice.payment_failed",
+            "in_up",
+            "subscription_update",
+            0,
+            &[],
+        );
         assert_eq!(order.step([failed]), [], "{era:?}");
         assert_eq!(
             order.step([eras::subscription(era, "past_due", BUSINESS, json!({}))]),
             [Call::Pause, Call::DisableAutoRenew],
             "{era:?}"
         );
-        let paid = eras::invoice(era, "invoice.paid", "in_2", "subscription_cycle", 5000, BUSINESS);
+        let paid = eras::invoice(
+            era,
+            "invoice.paid",
+            "in_2",
+            "subscription_cycle",
+            5000,
+            BUSINESS,
+        );
         assert_eq!(
             order.step([paid, eras::subscription(era, "active", BUSINESS, json!({}))]),
             [Call::Active, Call::EnableAutoRenew],
@@ -1455,7 +1521,14 @@ fn both_eras_a_refund_is_full_per_charge_and_one_that_failed_is_given_back() {
             "{era:?}: halves of two charges are no full refund"
         );
         assert_eq!(
-            order.step([eras::refund(era, "refund.created", "re_c", "ch_c", 5000, "succeeded")]),
+            order.step([eras::refund(
+                era,
+                "refund.created",
+                "re_c",
+                "ch_c",
+                5000,
+                "succeeded"
+            )]),
             [],
             "{era:?}: the charge's amount is not known yet"
         );
@@ -1465,7 +1538,14 @@ fn both_eras_a_refund_is_full_per_charge_and_one_that_failed_is_given_back() {
             "{era:?}"
         );
         assert_eq!(
-            order.step([eras::refund(era, "refund.failed", "re_c", "ch_c", 5000, "failed")]),
+            order.step([eras::refund(
+                era,
+                "refund.failed",
+                "re_c",
+                "ch_c",
+                5000,
+                "failed"
+            )]),
             [Call::Active],
             "{era:?}"
         );
@@ -1477,7 +1557,11 @@ fn both_eras_disputes_pause_while_open_and_follow_their_outcome() {
     for era in ERAS {
         for (opened, closed, after) in [
             ("needs_response", "won", vec![Call::Active]),
-            ("warning_needs_response", "warning_closed", vec![Call::Active]),
+            (
+                "warning_needs_response",
+                "warning_closed",
+                vec![Call::Active],
+            ),
             ("under_review", "prevented", vec![Call::Active]),
             ("under_review", "lost", vec![]),
         ] {
@@ -1496,9 +1580,19 @@ fn both_eras_disputes_pause_while_open_and_follow_their_outcome() {
         }
         let mut reinstated = Order::new("");
         reinstated.step(era_sale(era, BUSINESS));
-        reinstated.step([eras::dispute(era, "charge.dispute.created", "dp_1", "needs_response")]);
+        reinstated.step([eras::dispute(
+            era,
+            "charge.dispute.created",
+            "dp_1",
+            "needs_response",
+        )]);
         assert_eq!(
-            reinstated.step([eras::dispute(era, "charge.dispute.funds_reinstated", "dp_1", "under_review")]),
+            reinstated.step([eras::dispute(
+                era,
+                "charge.dispute.funds_reinstated",
+                "dp_1",
+                "under_review"
+            )]),
             [Call::Active],
             "{era:?}"
         );

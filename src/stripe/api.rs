@@ -60,7 +60,10 @@ impl fmt::Display for StripeId {
 /// `Debug` shows the base URL; the key is a `Secret`.
 #[derive(Clone, Debug)]
 pub struct StripeApi {
-    base: reqwest::Url,
+    /// `None` when the configured base is no absolute URL: every read then fails as
+    /// unavailable, so events wait (nothing is lost) until the setting is fixed. Boxed: a
+    /// URL is large, and the API sits in the configuration.
+    base: Option<Box<reqwest::Url>>,
     key: Secret,
     http: reqwest::Client,
 }
@@ -117,7 +120,7 @@ impl StripeApi {
         let base = reqwest::Url::parse(base.trim_end_matches('/'))
             .ok()
             .filter(|url| !url.cannot_be_a_base())
-            .unwrap_or_else(|| reqwest::Url::parse(DEFAULT_BASE).expect("the default base"));
+            .map(Box::new);
         StripeApi { base, key, http }
     }
 
@@ -127,11 +130,10 @@ impl StripeApi {
         let mut items = Vec::new();
         let mut starting_after: Option<String> = None;
         loop {
-            let mut request =
-                stripe_checkout::checkout_session::ListLineItemsCheckoutSession::new(
-                    session.as_str(),
-                )
-                .limit(100);
+            let mut request = stripe_checkout::checkout_session::ListLineItemsCheckoutSession::new(
+                session.as_str(),
+            )
+            .limit(100);
             if let Some(after) = &starting_after {
                 request = request.starting_after(after.as_str());
             }
@@ -177,7 +179,8 @@ impl StripeApi {
             ListInvoicePayment, ListInvoicePaymentPayment, ListInvoicePaymentPaymentType,
         };
         let payment_intent = StripeId::parse(payment_intent)?;
-        let mut payment = ListInvoicePaymentPayment::new(ListInvoicePaymentPaymentType::PaymentIntent);
+        let mut payment =
+            ListInvoicePaymentPayment::new(ListInvoicePaymentPaymentType::PaymentIntent);
         payment.payment_intent = Some(payment_intent.to_string());
         let request = ListInvoicePayment::new().payment(payment).limit(10);
         let page = self.send(&request, &[]).await?;
@@ -286,7 +289,9 @@ impl StripeApi {
                 "{path}: the request's path does not carry its ids as whole segments"
             )));
         }
-        let mut url = self.base.clone();
+        let mut url = self.base.as_deref().cloned().ok_or_else(|| {
+            StripeApiError::Unavailable("STRIPE_API_BASE is not an absolute URL".into())
+        })?;
         url.path_segments_mut()
             .map_err(|_| StripeApiError::Refused("the Stripe base URL cannot take a path".into()))?
             .pop_if_empty()
@@ -303,7 +308,12 @@ mod tests {
 
     #[test]
     fn stripe_ids_are_a_lowercase_prefix_and_word_characters() {
-        for good in ["cs_test_a1B2", "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw", "pi_1", "in_a_b_c"] {
+        for good in [
+            "cs_test_a1B2",
+            "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw",
+            "pi_1",
+            "in_a_b_c",
+        ] {
             assert_eq!(StripeId::parse(good).unwrap().as_str(), good);
         }
         let long = format!("cus_{}", "a".repeat(MAX_ID_LEN));
@@ -337,7 +347,10 @@ mod tests {
         let url = api
             .url(&built.path, built.query.as_deref(), &[&id])
             .unwrap();
-        assert_eq!(url.as_str(), "http://127.0.0.1:9/prefix/v1/subscriptions/sub_1");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/prefix/v1/subscriptions/sub_1"
+        );
         // A path whose id is not a whole segment is never sent.
         let other = StripeId::parse("sub_2").unwrap();
         assert!(api.url("/subscriptions/sub_1", None, &[&other]).is_err());

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::http::Uri;
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::IntoResponse;
 use axum::{Json, Router};
 use common::story::{self, Sub};
@@ -59,7 +59,9 @@ async fn answer(State(fake): State<FakeStripe>, uri: Uri) -> impl IntoResponse {
         Some(object) => (StatusCode::OK, Json(object.clone())),
         None => (
             StatusCode::NOT_FOUND,
-            Json(json!({"error": {"type": "invalid_request_error", "message": format!("No such object: {key}")}})),
+            Json(
+                json!({"error": {"type": "invalid_request_error", "message": format!("No such object: {key}")}}),
+            ),
         ),
     }
 }
@@ -100,7 +102,12 @@ fn call_kinds(calls: &[QueuedCall]) -> Vec<&str> {
 
 /// The story's subscription as Stripe has it: the sample's shape, these items.
 fn subscription_object(items: &[(&'static str, u32)]) -> Value {
-    let event = story::subscription("evt_x", "customer.subscription.updated", 1, &Sub::active(items));
+    let event = story::subscription(
+        "evt_x",
+        "customer.subscription.updated",
+        1,
+        &Sub::active(items),
+    );
     let event: Value = serde_json::from_slice(&event).unwrap();
     event["data"]["object"].clone()
 }
@@ -108,11 +115,8 @@ fn subscription_object(items: &[(&'static str, u32)]) -> Value {
 #[tokio::test]
 async fn same_second_snapshots_apply_as_stripe_has_the_subscription_now() {
     let now = subscription_object(&[("price_business", 1)]);
-    let (app, account) = spawn_with_stripe(&[(
-        &format!("/v1/subscriptions/{}", story::SUBSCRIPTION),
-        now,
-    )])
-    .await;
+    let (app, account) =
+        spawn_with_stripe(&[(&format!("/v1/subscriptions/{}", story::SUBSCRIPTION), now)]).await;
     app.expect_unfinished_calls();
     let plus = Sub::active(&[("price_business_plus", 1)]);
     let business = Sub::active(&[("price_business", 1)]);
@@ -133,7 +137,11 @@ async fn same_second_snapshots_apply_as_stripe_has_the_subscription_now() {
         .iter()
         .all(|r| r.starts_with(&format!("/v1/subscriptions/{}", story::SUBSCRIPTION))));
     assert_eq!(account.requests.len(), 2);
-    assert_eq!(account.in_transaction, [0, 0], "a transaction was open during a Stripe read");
+    assert_eq!(
+        account.in_transaction,
+        [0, 0],
+        "a transaction was open during a Stripe read"
+    );
 }
 
 #[tokio::test]
@@ -175,7 +183,12 @@ async fn a_refund_of_a_2025_subscription_payment_finds_its_order_through_invoice
         "customer": story::CUSTOMER, "payment_intent": "pi_basil", "refunded": true
     });
     app.post_stripe_events(&[
-        story::subscription("evt_1", "customer.subscription.created", 100, &Sub::active(&items)),
+        story::subscription(
+            "evt_1",
+            "customer.subscription.created",
+            100,
+            &Sub::active(&items),
+        ),
         envelope("evt_2", "invoice.paid", 101, invoice),
         envelope("evt_3", "charge.refunded", 200, charge),
     ])
@@ -195,7 +208,10 @@ async fn a_refund_of_a_2025_subscription_payment_finds_its_order_through_invoice
         .unwrap();
     assert_eq!(orders, 1, "the refund went to the subscription's order");
     let account = account.lock().unwrap();
-    assert!(account.requests.iter().any(|r| r.starts_with("/v1/invoice_payments?")));
+    assert!(account
+        .requests
+        .iter()
+        .any(|r| r.starts_with("/v1/invoice_payments?")));
     assert!(account.in_transaction.iter().all(|open| *open == 0));
 }
 
@@ -210,11 +226,21 @@ async fn a_malicious_id_never_reaches_stripe_and_fails_its_event() {
             json!({ "id": evil }),
         ),
         story::patched(
-            story::subscription("evt_evil_2", "customer.subscription.updated", 100, &Sub::active(&[("price_business", 1)])),
+            story::subscription(
+                "evt_evil_2",
+                "customer.subscription.updated",
+                100,
+                &Sub::active(&[("price_business", 1)]),
+            ),
             json!({ "id": format!("sub_{evil}") }),
         ),
         story::patched(
-            story::subscription("evt_evil_3", "customer.subscription.updated", 100, &Sub::active(&[("price_business", 1)])),
+            story::subscription(
+                "evt_evil_3",
+                "customer.subscription.updated",
+                100,
+                &Sub::active(&[("price_business", 1)]),
+            ),
             json!({ "id": "sub_ok", "customer": format!("cus_x/../{evil}") }),
         ),
     ])
@@ -227,7 +253,10 @@ async fn a_malicious_id_never_reaches_stripe_and_fails_its_event() {
             .unwrap();
     for (status, error) in &failed {
         assert_eq!(status, "failed");
-        assert!(error.as_deref().unwrap().contains("is not a Stripe id"), "{error:?}");
+        assert!(
+            error.as_deref().unwrap().contains("is not a Stripe id"),
+            "{error:?}"
+        );
     }
     assert_eq!(failed.len(), 3);
     let account = account.lock().unwrap();
@@ -240,15 +269,29 @@ async fn without_an_api_key_a_2025_refund_goes_to_the_customers_only_live_order(
     let app = spawn_app().await;
     app.expect_unfinished_calls();
     let items = [("price_business", 1), ("price_points_1000", 1)];
-    let mut first = story::invoice("evt_2", "invoice.paid", 101, "subscription_create", "price_points_1000");
-    first = story::patched(first, json!({"amount_paid": 5000, "charge": null, "payment_intent": null}));
+    let mut first = story::invoice(
+        "evt_2",
+        "invoice.paid",
+        101,
+        "subscription_create",
+        "price_points_1000",
+    );
+    first = story::patched(
+        first,
+        json!({"amount_paid": 5000, "charge": null, "payment_intent": null}),
+    );
     let charge = json!({
         "id": "ch_basil", "object": "charge", "amount": 5000, "amount_refunded": 5000,
         "customer": story::CUSTOMER, "payment_intent": "pi_basil", "refunded": true
     });
     app.post_stripe_events(&[
         story::subscription_checkout("evt_0", 99),
-        story::subscription("evt_1", "customer.subscription.created", 100, &Sub::active(&items)),
+        story::subscription(
+            "evt_1",
+            "customer.subscription.created",
+            100,
+            &Sub::active(&items),
+        ),
         first,
         envelope("evt_3", "charge.refunded", 200, charge.clone()),
     ])
@@ -258,13 +301,21 @@ async fn without_an_api_key_a_2025_refund_goes_to_the_customers_only_live_order(
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert_eq!(orders, 1, "the refund went to the customer's only live order");
+    assert_eq!(
+        orders, 1,
+        "the refund went to the customer's only live order"
+    );
 
     // A refund no id or customer ties to an order needs an operator.
-    let stranger = json!({"customer": "cus_nobody", "id": "ch_other", "payment_intent": "pi_other"});
+    let stranger =
+        json!({"customer": "cus_nobody", "id": "ch_other", "payment_intent": "pi_other"});
     let mut other = charge;
-    other.as_object_mut().unwrap().extend(stranger.as_object().unwrap().clone());
-    app.post_stripe_events(&[envelope("evt_4", "charge.refunded", 300, other)]).await;
+    other
+        .as_object_mut()
+        .unwrap()
+        .extend(stranger.as_object().unwrap().clone());
+    app.post_stripe_events(&[envelope("evt_4", "charge.refunded", 300, other)])
+        .await;
     app.process_events().await;
     let attention: Vec<Option<String>> =
         sqlx::query_scalar("SELECT attention FROM orders WHERE status = 'needs_attention'")
@@ -272,5 +323,8 @@ async fn without_an_api_key_a_2025_refund_goes_to_the_customers_only_live_order(
             .await
             .unwrap();
     assert_eq!(attention.len(), 1);
-    assert!(attention[0].as_deref().unwrap().contains("no order's Stripe ids lead to"));
+    assert!(attention[0]
+        .as_deref()
+        .unwrap()
+        .contains("no order's Stripe ids lead to"));
 }

@@ -65,7 +65,11 @@ async fn a_second_subscription_gets_a_second_workspace_and_cancelling_one_leaves
     let (app, sandbox, _) = spawn().await;
     let ada = Buyer::story();
     let two = second_subscription();
-    run(&app, &story::subscription_sale(&ada, "evt_a", 100, &[("price_business", 1)])).await;
+    run(
+        &app,
+        &story::subscription_sale(&ada, "evt_a", 100, &[("price_business", 1)]),
+    )
+    .await;
     run(
         &app,
         &story::subscription_sale(&two, "evt_b", 200, &[("price_business_plus", 1)]),
@@ -76,7 +80,16 @@ async fn a_second_subscription_gets_a_second_workspace_and_cancelling_one_leaves
     let plans: Vec<&str> = workspaces.iter().map(|w| w.plan.as_str()).collect();
     assert_eq!(plans, ["business", "business_plus"]);
 
-    run(&app, &[canceled(&two, "evt_b_end", 300, &[("price_business_plus", 1)])]).await;
+    run(
+        &app,
+        &[canceled(
+            &two,
+            "evt_b_end",
+            300,
+            &[("price_business_plus", 1)],
+        )],
+    )
+    .await;
     let first = sandbox.workspace(workspaces[0].id).unwrap();
     let second = sandbox.workspace(workspaces[1].id).unwrap();
     assert!(second.is_paused && !second.auto_renew, "{second:?}");
@@ -88,8 +101,16 @@ async fn a_second_subscription_gets_a_second_workspace_and_cancelling_one_leaves
 async fn a_resubscription_resumes_the_old_workspace() {
     let (app, sandbox, _) = spawn().await;
     let ada = Buyer::story();
-    run(&app, &story::subscription_sale(&ada, "evt_a", 100, &[("price_business", 1)])).await;
-    run(&app, &[canceled(&ada, "evt_a_end", 200, &[("price_business", 1)])]).await;
+    run(
+        &app,
+        &story::subscription_sale(&ada, "evt_a", 100, &[("price_business", 1)]),
+    )
+    .await;
+    run(
+        &app,
+        &[canceled(&ada, "evt_a_end", 200, &[("price_business", 1)])],
+    )
+    .await;
     let [old] = &owned_by(&sandbox, story::EMAIL)[..] else {
         panic!("one workspace expected")
     };
@@ -120,8 +141,16 @@ async fn a_resubscription_resumes_the_old_workspace() {
 async fn a_workspace_uchat_deleted_leads_to_a_new_one() {
     let (app, sandbox, base) = spawn().await;
     let ada = Buyer::story();
-    run(&app, &story::subscription_sale(&ada, "evt_a", 100, &[("price_business", 1)])).await;
-    run(&app, &[canceled(&ada, "evt_a_end", 200, &[("price_business", 1)])]).await;
+    run(
+        &app,
+        &story::subscription_sale(&ada, "evt_a", 100, &[("price_business", 1)]),
+    )
+    .await;
+    run(
+        &app,
+        &[canceled(&ada, "evt_a_end", 200, &[("price_business", 1)])],
+    )
+    .await;
     let [old] = &owned_by(&sandbox, story::EMAIL)[..] else {
         panic!("one workspace expected")
     };
@@ -159,8 +188,10 @@ async fn another_owners_named_workspace_is_never_called() {
     let created = reqwest::Client::new()
         .post(format!("{base}/partner/workspace/create"))
         .bearer_auth(PARTNER_TOKEN)
-        .json(&json!({"name": "Mallory", "email": "mallory@example.com", "password": "pw",
-                      "team_name": "Mallory's", "require_email_verification": "no"}))
+        .json(
+            &json!({"name": "Mallory", "email": "mallory@example.com", "password": "pw",
+                      "team_name": "Mallory's", "require_email_verification": "no"}),
+        )
         .send()
         .await
         .unwrap();
@@ -169,7 +200,12 @@ async fn another_owners_named_workspace_is_never_called() {
     let before = sandbox.workspace(theirs).unwrap();
 
     let ada = Buyer::story();
-    let mut sale = story::subscription_sale(&ada, "evt_a", 100, &[("price_business", 1), ("price_bot", 2)]);
+    let mut sale = story::subscription_sale(
+        &ada,
+        "evt_a",
+        100,
+        &[("price_business", 1), ("price_bot", 2)],
+    );
     sale[0] = story::patched(
         sale[0].clone(),
         json!({ "client_reference_id": theirs.to_string() }),
@@ -194,8 +230,10 @@ async fn a_named_workspace_of_the_buyer_gets_the_calls() {
     let created = reqwest::Client::new()
         .post(format!("{base}/partner/workspace/create"))
         .bearer_auth(PARTNER_TOKEN)
-        .json(&json!({"name": "Ada", "email": story::EMAIL.to_uppercase(), "password": "pw",
-                      "team_name": "Ada's", "require_email_verification": "no"}))
+        .json(
+            &json!({"name": "Ada", "email": story::EMAIL.to_uppercase(), "password": "pw",
+                      "team_name": "Ada's", "require_email_verification": "no"}),
+        )
         .send()
         .await
         .unwrap();
@@ -220,15 +258,27 @@ async fn a_named_workspace_of_the_buyer_gets_the_calls() {
 async fn an_addon_subscription_goes_to_the_customers_workspace_and_takes_back_only_its_addons() {
     let (app, sandbox, _) = spawn().await;
     let ada = Buyer::story();
-    run(&app, &story::subscription_sale(&ada, "evt_a", 100, &[("price_business", 1)])).await;
+    run(
+        &app,
+        &story::subscription_sale(&ada, "evt_a", 100, &[("price_business", 1)]),
+    )
+    .await;
     let bots = second_subscription();
-    run(&app, &story::subscription_sale(&bots, "evt_b", 200, &[("price_bot", 2)])).await;
+    run(
+        &app,
+        &story::subscription_sale(&bots, "evt_b", 200, &[("price_bot", 2)]),
+    )
+    .await;
     let [workspace] = &sandbox.workspaces()[..] else {
         panic!("one workspace expected")
     };
     assert_eq!(workspace.addons.get("bot"), Some(&2));
 
-    run(&app, &[canceled(&bots, "evt_b_end", 300, &[("price_bot", 2)])]).await;
+    run(
+        &app,
+        &[canceled(&bots, "evt_b_end", 300, &[("price_bot", 2)])],
+    )
+    .await;
     let workspace = sandbox.workspace(workspace.id).unwrap();
     assert_eq!(workspace.addons.get("bot"), None);
     assert!(!workspace.is_paused && workspace.auto_renew);

@@ -320,17 +320,44 @@ fn dispute_created_2020_and_each_status() {
         }))
     );
     for (event_type, status, meaning) in [
-        ("charge.dispute.updated", "needs_response", DisputeStatus::Open),
-        ("charge.dispute.updated", "under_review", DisputeStatus::Open),
-        ("charge.dispute.updated", "warning_under_review", DisputeStatus::Open),
+        (
+            "charge.dispute.updated",
+            "needs_response",
+            DisputeStatus::Open,
+        ),
+        (
+            "charge.dispute.updated",
+            "under_review",
+            DisputeStatus::Open,
+        ),
+        (
+            "charge.dispute.updated",
+            "warning_under_review",
+            DisputeStatus::Open,
+        ),
         ("charge.dispute.closed", "won", DisputeStatus::Won),
-        ("charge.dispute.closed", "warning_closed", DisputeStatus::Won),
+        (
+            "charge.dispute.closed",
+            "warning_closed",
+            DisputeStatus::Won,
+        ),
         ("charge.dispute.closed", "prevented", DisputeStatus::Won),
         ("charge.dispute.closed", "lost", DisputeStatus::Lost),
-        ("charge.dispute.funds_reinstated", "under_review", DisputeStatus::Won),
-        ("charge.dispute.funds_withdrawn", "needs_response", DisputeStatus::Open),
+        (
+            "charge.dispute.funds_reinstated",
+            "under_review",
+            DisputeStatus::Won,
+        ),
+        (
+            "charge.dispute.funds_withdrawn",
+            "needs_response",
+            DisputeStatus::Open,
+        ),
     ] {
-        let event = patched(with_type(opened.clone(), event_type), json!({ "status": status }));
+        let event = patched(
+            with_type(opened.clone(), event_type),
+            json!({ "status": status }),
+        );
         assert_eq!(
             decode(&event),
             Ok(Some(Signal::Dispute {

@@ -246,8 +246,7 @@ pub fn refund_created(id: &str, created: i64, refund: &str, amount: i64) -> Vec<
 /// `event` with `patch`'s keys set on its `data.object`.
 pub fn patched(event: Vec<u8>, patch: Value) -> Vec<u8> {
     let mut event: Value = serde_json::from_slice(&event).unwrap();
-    if let (Some(object), Value::Object(patch)) = (event["data"]["object"].as_object_mut(), patch)
-    {
+    if let (Some(object), Value::Object(patch)) = (event["data"]["object"].as_object_mut(), patch) {
         object.extend(patch);
     }
     bytes(event)
