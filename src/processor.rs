@@ -299,6 +299,13 @@ impl Processor {
         db::orders::link(conn, order.id, &links).await?;
 
         let (facts, plan) = self.plan_order(conn, Some(&order), &prepared).await?;
+        if plan.wait {
+            // The customer's workspace is being created: this event goes again shortly,
+            // with the reason on record, rather than to an operator.
+            return Err(ApplyError::RetryLater(
+                plan.attention.unwrap_or_else(|| "waiting".to_owned()),
+            ));
+        }
         db::calls::append(conn, order.id, event.id, &plan.calls).await?;
         let workspace_id = match plan.provisioned.workspace {
             Workspace::Known(id) => Some(id),

@@ -26,6 +26,31 @@ pub struct Plan {
     pub provisioned: Provisioned,
     pub status: OrderStatus,
     pub attention: Option<String>,
+    /// The order cannot be planned yet, but will be by itself (the customer's workspace
+    /// is being created): the event should be tried again shortly, not left to an
+    /// operator. `attention` says why.
+    pub wait: bool,
+}
+
+/// Why an order cannot be planned now.
+#[derive(Debug)]
+enum Problem {
+    /// An operator must act (fix the catalog, name a workspace, ...).
+    Attention(String),
+    /// Time will fix it: another order's workspace is still being created.
+    Wait(String),
+}
+
+impl From<String> for Problem {
+    fn from(reason: String) -> Self {
+        Problem::Attention(reason)
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(reason: &str) -> Self {
+        Problem::Attention(reason.to_owned())
+    }
 }
 
 /// What an order has set up in UChat, as far as its calls go. Stored as JSON on the order.
@@ -120,13 +145,21 @@ pub fn plan(facts: &Facts, provisioned: &Provisioned, catalog: &Catalog) -> Plan
             status: sale.status(&state),
             provisioned: state,
             attention: None,
+            wait: false,
         },
-        Err(reason) => Plan {
-            calls: Vec::new(),
-            provisioned: provisioned.clone(),
-            status: OrderStatus::NeedsAttention,
-            attention: Some(reason),
-        },
+        Err(problem) => {
+            let (reason, wait) = match problem {
+                Problem::Attention(reason) => (reason, false),
+                Problem::Wait(reason) => (reason, true),
+            };
+            Plan {
+                calls: Vec::new(),
+                provisioned: provisioned.clone(),
+                status: OrderStatus::NeedsAttention,
+                attention: Some(reason),
+                wait,
+            }
+        }
     }
 }
 
@@ -241,7 +274,7 @@ fn desire(
     facts: &Facts,
     had: &Provisioned,
     catalog: &Catalog,
-) -> Result<Desired, String> {
+) -> Result<Desired, Problem> {
     let policy = &catalog.policy;
     let mut want = had.clone();
     let mut first = None;
@@ -442,7 +475,7 @@ struct Chosen {
 /// The workspace a newly paid order goes to: the one the buyer named (once UChat shows
 /// them as its owner); for a plan, a new one, or the customer's last one if every earlier
 /// order of theirs ended; for add-ons or points alone, the customer's only live one.
-fn choose_workspace(facts: &Facts, terms: &Terms, catalog: &Catalog) -> Result<Chosen, String> {
+fn choose_workspace(facts: &Facts, terms: &Terms, catalog: &Catalog) -> Result<Chosen, Problem> {
     let customer = &facts.customer_orders;
     if let Some(named) = facts.workspace_id() {
         let id = match named.parse::<i64>() {
@@ -450,11 +483,12 @@ fn choose_workspace(facts: &Facts, terms: &Terms, catalog: &Catalog) -> Result<C
             _ => {
                 return Err(format!(
                     "the buyer named workspace \"{named}\", which is not a workspace id"
-                ))
+                )
+                .into())
             }
         };
         if customer.deleted_workspaces.contains(&id) {
-            return Err(format!("the buyer named workspace {id}, which was deleted"));
+            return Err(format!("the buyer named workspace {id}, which was deleted").into());
         }
         if !catalog.workspace.check_owner {
             return Ok(Chosen {
@@ -487,13 +521,13 @@ fn choose_workspace(facts: &Facts, terms: &Terms, catalog: &Catalog) -> Result<C
                 call: None,
                 base: None,
             }),
-            [] if customer.live_orders > 0 => Err(format!(
-                "no workspace for {what} yet: the customer's workspace is still being created; \
-                 reprocess the event once it is"
-            )),
+            [] if customer.live_orders > 0 => Err(Problem::Wait(format!(
+                "no workspace for {what} yet: the customer's workspace is still being created"
+            ))),
             [] => Err(format!(
                 "no workspace for {what}: the customer has none, and the buyer named none"
-            )),
+            )
+            .into()),
             ref several => Err(format!(
                 "no workspace for {what}: the customer has {} workspaces ({}), and the buyer \
                  named none",
@@ -503,7 +537,8 @@ fn choose_workspace(facts: &Facts, terms: &Terms, catalog: &Catalog) -> Result<C
                     .map(i64::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
-            )),
+            )
+            .into()),
         };
     }
     let new = new_workspace(facts, catalog)?;

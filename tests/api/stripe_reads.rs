@@ -328,3 +328,32 @@ async fn without_an_api_key_a_2025_refund_goes_to_the_customers_only_live_order(
         .unwrap()
         .contains("no order's Stripe ids lead to"));
 }
+
+#[tokio::test]
+async fn the_event_list_is_read_a_page_at_a_time() {
+    use wiremock::matchers::{header, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/events"))
+        .and(query_param("limit", "100"))
+        .and(query_param("starting_after", "evt_2"))
+        .and(header("authorization", "Bearer rk_test_events"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "object": "list", "has_more": true,
+            "data": [{"id": "evt_1", "object": "event", "type": "invoice.paid"}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let api = StripeApi::new(&server.uri(), Secret::new("rk_test_events"));
+    let page = api.events(Some("evt_2")).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0]["id"], "evt_1");
+    assert!(page.has_more);
+    let invalid = api.events(Some("evt_2&limit=1")).await.unwrap_err();
+    assert!(
+        invalid.to_string().contains("is not a Stripe id"),
+        "{invalid}"
+    );
+}

@@ -284,3 +284,37 @@ async fn an_addon_subscription_goes_to_the_customers_workspace_and_takes_back_on
     assert!(!workspace.is_paused && workspace.auto_renew);
     assert_eq!(workspace.plan, "business");
 }
+
+#[tokio::test]
+async fn addons_bought_while_the_customers_workspace_is_created_wait_for_it() {
+    let (app, sandbox, _) = spawn().await;
+    let ada = Buyer::story();
+    let bots = second_subscription();
+    let mut events = story::subscription_sale(&ada, "evt_a", 100, &[("price_business", 1)]);
+    events.extend(story::subscription_sale(
+        &bots,
+        "evt_b",
+        100,
+        &[("price_bot", 2)],
+    ));
+    app.post_stripe_events(&events).await;
+    app.process_events().await;
+    let (error,): (Option<String>,) =
+        sqlx::query_as("SELECT error FROM events WHERE status = 'pending' LIMIT 1")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(error.unwrap().contains("still being created"));
+    // The create goes through; the add-on order's event is tried again and follows it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        app.deliver_all().await;
+        app.process_events().await;
+        let workspaces = sandbox.workspaces();
+        if workspaces.len() == 1 && workspaces[0].addons.get("bot") == Some(&2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{workspaces:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
