@@ -285,7 +285,12 @@ impl Processor {
         event: &ClaimedEvent,
         prepared: Prepared,
     ) -> Result<i64, ApplyError> {
-        // The event's order keys, locked by the caller.
+        // The event's order keys, locked by the caller. The customer's too, taken after
+        // them (and before any order row), as everywhere: two orders of one customer then
+        // never choose a workspace at once (both resuming the same old one, say).
+        if let Some(customer) = prepared.signal.order_keys().customer {
+            db::orders::lock_keys(conn, &[format!("cus:{customer}")]).await?;
+        }
         let links = prepared.links();
         let found = match db::orders::find_for_update(conn, &links).await? {
             Some(order) => Some(order),
