@@ -46,9 +46,11 @@ pub const CATALOG_PATH: Var = Var {
 pub const STRIPE_API_KEY: Var = Var {
     name: "STRIPE_API_KEY",
     unset: Unset::Off,
-    meaning: "a restricted key that may read Checkout sessions and customers: needed for \
-              one-off points purchases (their line items are not in the event) and for buyers \
-              whose email no event carries",
+    meaning: "a restricted key with read access to Checkout sessions, customers, \
+              subscriptions, invoices, charges and events: needed for one-off points purchases \
+              (their line items are not in the event), buyers whose email no event carries, \
+              refunds and disputes of subscription payments on API versions since 2025-03-31, \
+              and to apply subscription events as Stripe has the subscription now",
 };
 pub const STRIPE_API_BASE: Var = Var {
     name: "STRIPE_API_BASE",

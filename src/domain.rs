@@ -41,9 +41,14 @@ pub struct Subscription {
     pub customer: Option<String>,
     pub status: SubscriptionStatus,
     pub items: Vec<LineItem>,
-    /// `pause_collection` is set.
+    /// `pause_collection` is set: Stripe stopped collecting payment, access goes on.
     pub pause_collection: bool,
     pub cancel_at_period_end: bool,
+    /// When a scheduled cancellation takes effect. In flexible billing mode (the default
+    /// since 2025-09-30) "cancel at period end" sets this and leaves the flag false.
+    pub cancel_at: Option<i64>,
+    /// When the trial ends, for a `trialing` subscription.
+    pub trial_end: Option<i64>,
     /// `metadata.uchat_workspace_id`: the buyer's existing workspace.
     pub workspace_id: Option<String>,
 }
@@ -89,19 +94,31 @@ pub struct CheckoutSession {
     pub line_items: Option<Vec<LineItem>>,
 }
 
-/// A refund, from `charge.refunded` (cumulative) or `refund.created` (one refund).
+/// Refunds of one charge, from `charge.refunded` (the charge, cumulative) or a `refund.*`
+/// event (one refund).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
     pub customer: Option<String>,
     pub charge: Option<String>,
     pub payment_intent: Option<String>,
+    /// The invoice the charge paid: in the payload before 2025-03-31, else found through
+    /// Stripe's invoice payments by the processor.
     pub invoice: Option<String>,
     /// The charge's amount, when the event carries the charge.
     pub charge_amount: Option<i64>,
     /// The charge's cumulative `amount_refunded`, when the event carries the charge.
     pub amount_refunded: Option<i64>,
-    /// Individual refunds seen in this event: (refund id, amount).
-    pub refunds: Vec<(String, i64)>,
+    /// Individual refunds seen in this event.
+    pub refunds: Vec<RefundLine>,
+}
+
+/// One refund: what it returns, or that it failed or was canceled and returned nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundLine {
+    pub id: String,
+    pub amount: i64,
+    /// `failed` or `canceled`: the money stayed with the merchant.
+    pub reversed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,8 +126,22 @@ pub struct Dispute {
     pub id: String,
     pub charge: Option<String>,
     pub payment_intent: Option<String>,
-    /// Stripe's dispute status: `won`, `lost`, `needs_response`, ...
-    pub status: String,
+    /// The invoice the disputed charge paid, when known (as for [`Refund::invoice`]).
+    pub invoice: Option<String>,
+    pub customer: Option<String>,
+    pub amount: Option<i64>,
+    pub status: DisputeStatus,
+}
+
+/// Where a dispute stands, from Stripe's status (or a funds event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeStatus {
+    /// `needs_response`, `warning_needs_response`, `under_review`, `warning_under_review`.
+    Open,
+    /// `won`, `warning_closed`, `prevented`, or funds reinstated.
+    Won,
+    Lost,
 }
 
 /// What one Stripe event tells us, for the event types we act on.
@@ -132,13 +163,15 @@ pub enum Signal {
     CheckoutCompleted {
         session: CheckoutSession,
     },
+    /// `checkout.session.async_payment_failed`: the delayed payment never came.
+    CheckoutFailed {
+        session: CheckoutSession,
+    },
     Refund {
         refund: Refund,
     },
-    DisputeOpened {
-        dispute: Dispute,
-    },
-    DisputeClosed {
+    /// `charge.dispute.*`: the dispute as it stands.
+    Dispute {
         dispute: Dispute,
     },
 }
@@ -191,13 +224,15 @@ impl Signal {
                     ..OrderKeys::default()
                 }
             }
-            Signal::CheckoutCompleted { session } => OrderKeys {
-                customer: session.customer.clone(),
-                subscription: session.subscription.clone(),
-                checkout_session: Some(session.id.clone()),
-                payment_intent: session.payment_intent.clone(),
-                ..OrderKeys::default()
-            },
+            Signal::CheckoutCompleted { session } | Signal::CheckoutFailed { session } => {
+                OrderKeys {
+                    customer: session.customer.clone(),
+                    subscription: session.subscription.clone(),
+                    checkout_session: Some(session.id.clone()),
+                    payment_intent: session.payment_intent.clone(),
+                    ..OrderKeys::default()
+                }
+            }
             Signal::Refund { refund } => OrderKeys {
                 customer: refund.customer.clone(),
                 payment_intent: refund.payment_intent.clone(),
@@ -205,8 +240,10 @@ impl Signal {
                 charge: refund.charge.clone(),
                 ..OrderKeys::default()
             },
-            Signal::DisputeOpened { dispute } | Signal::DisputeClosed { dispute } => OrderKeys {
+            Signal::Dispute { dispute } => OrderKeys {
+                customer: dispute.customer.clone(),
                 payment_intent: dispute.payment_intent.clone(),
+                invoice: dispute.invoice.clone(),
                 charge: dispute.charge.clone(),
                 ..OrderKeys::default()
             },

@@ -14,12 +14,12 @@ use tracing::{field, Instrument, Span};
 
 use crate::db;
 use crate::db::events::{ClaimedEvent, EventStatus};
-use crate::db::orders::{OrderRow, OrderUpdate};
+use crate::db::orders::{CustomerOrderRow, OrderRow, OrderUpdate};
 use crate::domain::{CheckoutMode, Signal, Stamp};
 use crate::dry_run::{DryRun, Effect};
-use crate::plan::{self, Catalog, Facts, Plan, Provisioned, Workspace};
+use crate::plan::{self, Catalog, CustomerOrders, Facts, Plan, Provisioned, Workspace};
 use crate::retry::RetryPolicy;
-use crate::stripe::api::{StripeApi, StripeApiError};
+use crate::stripe::api::{CustomerContact, StripeApi, StripeApiError};
 use crate::stripe::decode::{self, Event};
 
 /// When an event that could not be applied now is tried again: doubling from 2 s, up to
@@ -74,11 +74,6 @@ impl From<StripeApiError> for ApplyError {
             ApplyError::Unusable(error.to_string())
         }
     }
-}
-
-struct Applied {
-    status: EventStatus,
-    order_id: Option<i64>,
 }
 
 impl Processor {
@@ -138,8 +133,8 @@ impl Processor {
         }
     }
 
-    /// Claims the next settled event and applies it in one transaction, unless an older
-    /// event of its order is still pending: then it is set to wait for that one.
+    /// Claims the next settled event and applies it, unless an older event of its order
+    /// is still pending: then it is set to wait for that one.
     pub async fn process_next(&self) -> anyhow::Result<Step> {
         let mut tx = self.db.begin().await?;
         let Some(event) = db::events::claim_next(&mut tx, self.settle).await? else {
@@ -157,6 +152,15 @@ impl Processor {
 
     /// Applies a claimed event, or records why it could not be applied now. An event
     /// with an older pending event of its order waits for that one instead.
+    ///
+    /// No Stripe request is ever made while a transaction is open. An event that needs
+    /// none (the usual case) is claimed, checked and applied in one transaction. One that
+    /// needs Stripe reads is leased in the claim's transaction, which then commits; the
+    /// reads run with no transaction open; a second transaction takes the event back only
+    /// if the lease is still this processor's (another may have taken it after the lease
+    /// ran out), takes the order keys' locks again and checks again for an older pending
+    /// event (one may have been stored meanwhile), then applies it. So an order's events
+    /// still apply in Stripe's order, one at a time, whichever processor runs them.
     async fn process(
         &self,
         mut tx: Transaction<'static, Postgres>,
@@ -170,15 +174,74 @@ impl Processor {
             tracing::debug!(predecessor, "event waits for an older event of its order");
             return Ok(Step::Waits);
         }
-        match self.apply(&mut tx, event).await {
-            Ok(applied) => {
-                db::events::finish(&mut tx, event.id, applied.status, None, applied.order_id)
-                    .await?;
+        let prepared = match self.decode(event) {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => {
+                db::events::finish(&mut tx, event.id, EventStatus::Ignored, None, None).await?;
                 tx.commit().await?;
+                return Ok(Step::Handled);
             }
-            Err(ApplyError::Unusable(error)) => {
-                // Nothing of the event's own writes survive; only the verdict does.
-                tx.rollback().await?;
+            Err(error) => return self.record_failure(tx, event, error).await,
+        };
+        let stored = db::orders::find(&mut tx, &prepared.links()).await?;
+        let needs = self.reads_needed(&prepared, stored.as_ref());
+        let (mut tx, prepared) = if needs.is_empty() {
+            (tx, prepared)
+        } else {
+            let lease = db::events::lease(&mut tx, event.id, EVENT_LEASE).await?;
+            tx.commit().await?;
+            let read = match self.read_stripe(prepared, needs).await {
+                Ok(read) => read,
+                Err(error) => {
+                    let tx = self.db.begin().await?;
+                    return self.record_failure(tx, event, error).await;
+                }
+            };
+            let mut tx = self.db.begin().await?;
+            if !db::events::reclaim_leased(&mut tx, event.id, lease).await? {
+                tracing::info!(
+                    "the event's lease ran out during the Stripe reads; another processor has it"
+                );
+                return Ok(Step::Handled);
+            }
+            let mut keys = event.order_keys.clone();
+            keys.extend(read.links());
+            db::orders::lock_keys(&mut tx, &keys).await?;
+            if let Some(predecessor) = db::events::wait_for_predecessor(&mut tx, event).await? {
+                tx.commit().await?;
+                tracing::debug!(predecessor, "event waits for an older event of its order");
+                return Ok(Step::Waits);
+            }
+            (tx, read)
+        };
+        match self.apply(&mut tx, event, prepared).await {
+            Ok(order_id) => {
+                db::events::finish(
+                    &mut tx,
+                    event.id,
+                    EventStatus::Processed,
+                    None,
+                    Some(order_id),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(Step::Handled)
+            }
+            Err(error) => self.record_failure(tx, event, error).await,
+        }
+    }
+
+    /// Records why an event could not be applied: failed for good, or pending for a later
+    /// try. Nothing of the event's own writes survives.
+    async fn record_failure(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        event: &ClaimedEvent,
+        error: ApplyError,
+    ) -> anyhow::Result<Step> {
+        tx.rollback().await?;
+        match error {
+            ApplyError::Unusable(error) => {
                 let mut tx = self.db.begin().await?;
                 db::orders::lock_keys(&mut tx, &event.order_keys).await?;
                 db::events::finish(&mut tx, event.id, EventStatus::Failed, Some(&error), None)
@@ -186,20 +249,18 @@ impl Processor {
                 tx.commit().await?;
                 tracing::warn!(%error, "event failed");
             }
-            Err(ApplyError::RetryLater(error)) => {
-                tx.rollback().await?;
+            ApplyError::RetryLater(error) => {
                 let delay = retry_delay(event.attempts);
                 db::events::postpone(&self.db, event.id, &error, delay).await?;
                 tracing::warn!(%error, retry_in_s = delay.as_secs(), "event postponed");
             }
-            Err(ApplyError::Database(error)) if db::is_unavailable(&error) => {
+            ApplyError::Database(error) if db::is_unavailable(&error) => {
                 return Err(error).context("applying an event")
             }
-            Err(ApplyError::Database(error)) => {
+            ApplyError::Database(error) => {
                 // The database refused something of this event's (a value too large for
                 // an index, say): trying it again at once would refuse it again and hold
                 // up every event after it. It waits, with the reason on record.
-                tx.rollback().await?;
                 let delay = retry_delay(event.attempts);
                 let error = format!("the database refused the event: {error}");
                 db::events::postpone(&self.db, event.id, &error, delay).await?;
@@ -209,33 +270,47 @@ impl Processor {
         Ok(Step::Handled)
     }
 
+    /// The event's stamp and signal; `None` for event types the service does not act on.
+    fn decode(&self, event: &ClaimedEvent) -> Result<Option<Prepared>, ApplyError> {
+        let parsed = decode::parse_event(event.raw_body.as_bytes())
+            .map_err(|e| ApplyError::Unusable(e.to_string()))?;
+        Span::current().record("event.type", field::display(&parsed.event_type));
+        Prepared::of(&parsed, &self.catalog)
+    }
+
+    /// Applies the prepared event to its order: the order's new facts, state and calls.
     async fn apply(
         &self,
         conn: &mut PgConnection,
         event: &ClaimedEvent,
-    ) -> Result<Applied, ApplyError> {
-        let parsed = decode::parse_event(event.raw_body.as_bytes())
-            .map_err(|e| ApplyError::Unusable(e.to_string()))?;
-        Span::current().record("event.type", field::display(&parsed.event_type));
-        let Some(signal) = self.signal(&parsed).await? else {
-            return Ok(Applied {
-                status: EventStatus::Ignored,
-                order_id: None,
-            });
+        prepared: Prepared,
+    ) -> Result<i64, ApplyError> {
+        // The event's order keys, locked by the caller. The customer's too, taken after
+        // them (and before any order row), as everywhere: two orders of one customer then
+        // never choose a workspace at once (both resuming the same old one, say).
+        if let Some(customer) = prepared.signal.order_keys().customer {
+            db::orders::lock_keys(conn, &[format!("cus:{customer}")]).await?;
+        }
+        let links = prepared.links();
+        let found = match db::orders::find_for_update(conn, &links).await? {
+            Some(order) => Some(order),
+            None => self.order_of_customer(conn, &prepared).await?,
         };
-
-        // The event's order keys, locked by the caller.
-        let links = signal.order_keys().links();
-        let order = match db::orders::find_for_update(conn, &links).await? {
+        let order = match found {
             Some(order) => order,
             None => db::orders::insert(conn).await?,
         };
         Span::current().record("order.id", order.id);
         db::orders::link(conn, order.id, &links).await?;
 
-        let (facts, plan) = self
-            .plan_order(conn, Some(&order), &parsed.stamp(), &signal)
-            .await?;
+        let (facts, plan) = self.plan_order(conn, Some(&order), &prepared).await?;
+        if plan.wait {
+            // The customer's workspace is being created: this event goes again shortly,
+            // with the reason on record, rather than to an operator.
+            return Err(ApplyError::RetryLater(
+                plan.attention.unwrap_or_else(|| "waiting".to_owned()),
+            ));
+        }
         db::calls::append(conn, order.id, event.id, &plan.calls).await?;
         let workspace_id = match plan.provisioned.workspace {
             Workspace::Known(id) => Some(id),
@@ -262,29 +337,57 @@ impl Processor {
             attention = plan.attention.as_deref(),
             "event applied"
         );
-        Ok(Applied {
-            status: EventStatus::Processed,
-            order_id: Some(order.id),
-        })
+        Ok(order.id)
+    }
+
+    /// A refund or dispute that no Stripe id ties to an order (a subscription payment on
+    /// an API version since 2025-03-31, without `STRIPE_API_KEY`): the customer's order,
+    /// when they have exactly one live order.
+    async fn order_of_customer(
+        &self,
+        conn: &mut PgConnection,
+        prepared: &Prepared,
+    ) -> Result<Option<OrderRow>, ApplyError> {
+        let (true, Some(customer)) = (prepared.is_payment_reversal(), prepared.customer()) else {
+            return Ok(None);
+        };
+        let live: Vec<i64> = db::orders::of_customer(conn, customer, None)
+            .await?
+            .into_iter()
+            .filter(is_live)
+            .map(|order| order.id)
+            .collect();
+        match live[..] {
+            [only] => Ok(Some(db::orders::get_for_update(conn, only).await?)),
+            _ => Ok(None),
+        }
     }
 
     /// What a Stripe event would do to its order as the order stands now: the processor's
-    /// own reads and planning, in a read-only transaction, so nothing is written.
+    /// own reads and planning, the reads first and then a read-only transaction, so
+    /// nothing is written.
     pub async fn dry_run(&self, raw_body: &[u8]) -> Result<DryRun, ApplyError> {
         let parsed =
             decode::parse_event(raw_body).map_err(|e| ApplyError::Unusable(e.to_string()))?;
-        let signal = self.signal(&parsed).await?.ok_or_else(|| {
+        let prepared = Prepared::of(&parsed, &self.catalog)?.ok_or_else(|| {
             ApplyError::Unusable(format!(
                 "{}: not an event type the service acts on",
                 parsed.event_type
             ))
         })?;
+        let stored = {
+            let mut conn = self.db.acquire().await?;
+            db::orders::find(&mut conn, &prepared.links()).await?
+        };
+        let needs = self.reads_needed(&prepared, stored.as_ref());
+        let prepared = self.read_stripe(prepared, needs).await?;
         let mut tx = self.db.begin().await?;
         db::read_only(&mut tx).await?;
-        let order = db::orders::find(&mut tx, &signal.order_keys().links()).await?;
-        let (_, plan) = self
-            .plan_order(&mut tx, order.as_ref(), &parsed.stamp(), &signal)
-            .await?;
+        let order = match db::orders::find(&mut tx, &prepared.links()).await? {
+            Some(order) => Some(order),
+            None => self.order_of_customer(&mut tx, &prepared).await?,
+        };
+        let (_, plan) = self.plan_order(&mut tx, order.as_ref(), &prepared).await?;
         tx.rollback().await?;
         Ok(DryRun {
             order_id: order.map(|order| order.id),
@@ -292,67 +395,278 @@ impl Processor {
         })
     }
 
-    /// The event's signal, completed from Stripe's API where the event leaves something
-    /// out; `None` for event types the service does not act on.
-    async fn signal(&self, event: &Event) -> Result<Option<Signal>, ApplyError> {
-        match event.signal(&self.catalog.workspace.id_field) {
-            Ok(Some(signal)) => Ok(Some(self.with_line_items(signal).await?)),
-            Ok(None) => Ok(None),
-            Err(error) => Err(ApplyError::Unusable(error.to_string())),
+    /// The Stripe reads the event needs, given its order as stored (read without a lock:
+    /// a later change to the order can only make a read unneeded).
+    fn reads_needed(&self, prepared: &Prepared, stored: Option<&OrderRow>) -> Needs {
+        let Some(_) = &self.stripe else {
+            return Needs::default();
+        };
+        let signal = &prepared.signal;
+        let mut needs = Needs::default();
+        match signal {
+            Signal::CheckoutCompleted { session }
+                if session.mode == CheckoutMode::Payment && session.line_items.is_none() =>
+            {
+                needs.line_items = Some(session.id.clone());
+            }
+            // Snapshots of one subscription within a second cannot be ordered: apply the
+            // subscription as Stripe has it now (Stripe's own advice).
+            Signal::Subscription { subscription, .. } => {
+                needs.subscription = Some(subscription.id.clone());
+            }
+            Signal::Refund { refund } if refund.invoice.is_none() && stored.is_none() => {
+                needs.payment = refund.payment_intent.clone().or(refund.charge.clone());
+            }
+            Signal::Dispute { dispute } if dispute.invoice.is_none() && stored.is_none() => {
+                needs.payment = dispute.payment_intent.clone().or(dispute.charge.clone());
+            }
+            _ => {}
         }
+        // Only a sale needs the buyer's email: money going back never creates a workspace.
+        if !prepared.is_payment_reversal() {
+            let mut facts = stored
+                .and_then(|order| stored_state(order).ok())
+                .map(|(facts, _)| facts)
+                .unwrap_or_default();
+            facts.apply(&prepared.stamp, signal);
+            if facts.email().is_none() {
+                needs.contact = facts.customer().map(str::to_owned);
+            }
+        }
+        needs
     }
 
-    /// Takes the signal into the order's facts (an empty order's when `order` is `None`)
+    /// Makes the reads, with no transaction open, and completes the event with them.
+    async fn read_stripe(
+        &self,
+        mut prepared: Prepared,
+        needs: Needs,
+    ) -> Result<Prepared, ApplyError> {
+        let Some(stripe) = &self.stripe else {
+            return Ok(prepared);
+        };
+        if let Some(session_id) = &needs.line_items {
+            let items = stripe.line_items(session_id).await?;
+            if let Signal::CheckoutCompleted { session } = &mut prepared.signal {
+                session.line_items = Some(items);
+            }
+        }
+        if let Some(id) = &needs.subscription {
+            match stripe.subscription(id).await {
+                Ok(mut now) => {
+                    if let Signal::Subscription { subscription, .. } = &mut prepared.signal {
+                        // The event's own workspace id stays, should Stripe's metadata lack it.
+                        now.workspace_id = now.workspace_id.or(subscription.workspace_id.take());
+                        *subscription = now;
+                    }
+                }
+                // Stripe does not know it (an object of another mode, a fake that lacks
+                // it): the snapshot in the event is all there is.
+                Err(StripeApiError::Refused(error)) => {
+                    tracing::warn!(%error, "subscription not readable; applying the event's snapshot")
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if let Some(payment) = &needs.payment {
+            prepared.learn_payment(stripe, payment).await?;
+        }
+        if let Some(customer) = &needs.contact {
+            match stripe.customer(customer).await {
+                Ok(contact) => prepared.contact = Some(contact),
+                // Without it the planner says what is missing (an email), if anything.
+                Err(StripeApiError::Refused(error)) => {
+                    tracing::warn!(%error, "customer not readable; planning without their contact")
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Takes the event into the order's facts (an empty order's when `order` is `None`)
     /// and plans the calls that close the gap to what is provisioned.
     async fn plan_order(
         &self,
         conn: &mut PgConnection,
         order: Option<&OrderRow>,
-        stamp: &Stamp,
-        signal: &Signal,
+        prepared: &Prepared,
     ) -> Result<(Facts, Plan), ApplyError> {
         let (mut facts, provisioned) = match order {
             Some(order) => stored_state(order)?,
             None => (Facts::default(), Provisioned::default()),
         };
-        facts.apply(stamp, signal);
-        self.complete_contact(&mut facts, stamp).await?;
-        // An order with a workspace of its own needs no other order's.
-        let has_workspace = provisioned.workspace != Workspace::None;
-        if let (Some(customer), None, false) =
-            (facts.customer(), facts.customer_workspace, has_workspace)
-        {
-            facts.customer_workspace =
-                db::orders::customer_workspace(conn, customer, order.map(|o| o.id)).await?;
+        facts.apply(&prepared.stamp, &prepared.signal);
+        if let Some(contact) = &prepared.contact {
+            facts.learn_contact(
+                &prepared.stamp,
+                contact.email.as_deref(),
+                contact.name.as_deref(),
+            );
         }
-        let plan = plan::plan(&facts, &provisioned, &self.catalog);
+        if let Some(customer) = facts.customer() {
+            let others = db::orders::of_customer(conn, customer, order.map(|o| o.id)).await?;
+            facts.customer_orders = customer_orders(&others);
+        }
+        let mut plan = plan::plan(&facts, &provisioned, &self.catalog);
+        if plan.attention.is_none()
+            && prepared.is_payment_reversal()
+            && order.is_none_or(|order| order.facts == serde_json::json!({}))
+        {
+            // A refund or dispute that found no order: an operator must say whose it is.
+            plan.status = plan::OrderStatus::NeedsAttention;
+            plan.attention = Some(
+                "a refund or dispute that no order's Stripe ids lead to: set STRIPE_API_KEY \
+                 (to find its invoice), or reprocess it once its order is known"
+                    .to_owned(),
+            );
+        }
         Ok((facts, plan))
     }
+}
 
-    /// A paid one-off Checkout session's line items are not in the event: read them.
-    async fn with_line_items(&self, signal: Signal) -> Result<Signal, ApplyError> {
-        match signal {
-            Signal::CheckoutCompleted { mut session }
-                if session.mode == CheckoutMode::Payment && session.line_items.is_none() =>
-            {
-                if let Some(stripe) = &self.stripe {
-                    session.line_items = Some(stripe.line_items(&session.id).await?);
-                }
-                Ok(Signal::CheckoutCompleted { session })
-            }
-            other => Ok(other),
+/// How long a leased event is this processor's: Stripe reads with their timeouts, and
+/// room to record.
+const EVENT_LEASE: Duration = Duration::from_secs(120);
+
+/// An event ready to apply: its stamp, its signal completed from Stripe's API where the
+/// payload leaves something out, and the buyer's contact when only Stripe has it.
+struct Prepared {
+    stamp: Stamp,
+    signal: Signal,
+    contact: Option<CustomerContact>,
+}
+
+impl Prepared {
+    fn of(event: &Event, catalog: &Catalog) -> Result<Option<Prepared>, ApplyError> {
+        match event.signal(&catalog.workspace.id_field) {
+            Ok(Some(signal)) => Ok(Some(Prepared {
+                stamp: event.stamp(),
+                signal,
+                contact: None,
+            })),
+            Ok(None) => Ok(None),
+            Err(error) => Err(ApplyError::Unusable(error.to_string())),
         }
     }
 
-    /// No event named the buyer's email: ask Stripe for the customer.
-    async fn complete_contact(&self, facts: &mut Facts, stamp: &Stamp) -> Result<(), ApplyError> {
-        let (Some(stripe), None, Some(customer)) = (&self.stripe, facts.email(), facts.customer())
-        else {
-            return Ok(());
+    fn links(&self) -> Vec<String> {
+        self.signal.order_keys().links()
+    }
+
+    fn customer(&self) -> Option<&str> {
+        match &self.signal {
+            Signal::Refund { refund } => refund.customer.as_deref(),
+            Signal::Dispute { dispute } => dispute.customer.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A refund or a dispute: money going back.
+    fn is_payment_reversal(&self) -> bool {
+        matches!(self.signal, Signal::Refund { .. } | Signal::Dispute { .. })
+    }
+
+    /// Finds what a refund's or dispute's payload no longer links (since 2025-03-31): the
+    /// charge's payment intent and customer, and the invoice the payment paid.
+    async fn learn_payment(&mut self, stripe: &StripeApi, payment: &str) -> Result<(), ApplyError> {
+        let (payment_intent, customer, mut invoice) = if payment.starts_with("pi_") {
+            (Some(payment.to_owned()), None, None)
+        } else {
+            let charge = stripe.charge(payment).await?;
+            (charge.payment_intent, charge.customer, charge.invoice)
         };
-        let contact = stripe.customer(customer).await?;
-        facts.learn_contact(stamp, contact.email.as_deref(), contact.name.as_deref());
+        if let (None, Some(intent)) = (&invoice, &payment_intent) {
+            invoice = stripe.invoice_paid_by(intent).await?;
+        }
+        let (slot_intent, slot_customer, slot_invoice) = match &mut self.signal {
+            Signal::Refund { refund } => (
+                &mut refund.payment_intent,
+                &mut refund.customer,
+                &mut refund.invoice,
+            ),
+            Signal::Dispute { dispute } => (
+                &mut dispute.payment_intent,
+                &mut dispute.customer,
+                &mut dispute.invoice,
+            ),
+            _ => return Ok(()),
+        };
+        *slot_intent = slot_intent.take().or(payment_intent);
+        *slot_customer = slot_customer.take().or(customer);
+        *slot_invoice = slot_invoice.take().or(invoice);
         Ok(())
+    }
+}
+
+/// The Stripe reads one event needs.
+#[derive(Debug, Default)]
+struct Needs {
+    /// A paid one-off Checkout session's line items are not in the event.
+    line_items: Option<String>,
+    subscription: Option<String>,
+    /// A payment (intent or charge) whose invoice the payload does not name.
+    payment: Option<String>,
+    /// No event named the buyer's email: the Stripe customer's.
+    contact: Option<String>,
+}
+
+impl Needs {
+    fn is_empty(&self) -> bool {
+        self.line_items.is_none()
+            && self.subscription.is_none()
+            && self.payment.is_none()
+            && self.contact.is_none()
+    }
+}
+
+/// An order that has not ended and has, or is getting, a workspace.
+fn is_live(order: &CustomerOrderRow) -> bool {
+    let has_workspace = order
+        .provisioned
+        .get("workspace")
+        .is_some_and(|w| w != "none");
+    !order.status.ended() && has_workspace
+}
+
+/// What choosing a workspace needs to know of the customer's other orders.
+fn customer_orders(others: &[CustomerOrderRow]) -> CustomerOrders {
+    let provisioned = |order: &CustomerOrderRow| {
+        serde_json::from_value::<Provisioned>(order.provisioned.clone()).unwrap_or_default()
+    };
+    let deleted: Vec<i64> = others
+        .iter()
+        .filter(|order| provisioned(order).deleted)
+        .filter_map(|order| order.workspace_id)
+        .collect();
+    let live: Vec<&CustomerOrderRow> = others.iter().filter(|order| is_live(order)).collect();
+    let mut live_workspaces: Vec<i64> = live
+        .iter()
+        .filter_map(|order| order.workspace_id)
+        .filter(|id| !deleted.contains(id))
+        .collect();
+    live_workspaces.sort_unstable();
+    live_workspaces.dedup();
+    let returning = match live[..] {
+        [] => others
+            .iter()
+            .rev()
+            .filter(|order| order.status.ended())
+            .find_map(|order| {
+                let state = provisioned(order);
+                let id = order.workspace_id.filter(|id| !deleted.contains(id))?;
+                state.sells_plan.then_some(Provisioned {
+                    workspace: Workspace::Known(id),
+                    ..state
+                })
+            }),
+        _ => None,
+    };
+    CustomerOrders {
+        live_orders: u32::try_from(live.len()).unwrap_or(u32::MAX),
+        live_workspaces,
+        returning,
+        deleted_workspaces: deleted,
     }
 }
 

@@ -107,7 +107,9 @@ pub async fn wait_for_predecessor(
              ORDER BY p.stripe_created DESC, p.stripe_event_id DESC
              LIMIT 1
          )
-         UPDATE events e SET waits_for = predecessor.event_id
+         UPDATE events e SET waits_for = predecessor.event_id,
+             -- Due again as soon as it is freed, whatever lease it had.
+             next_attempt_at = LEAST(e.next_attempt_at, now()), lease_id = NULL
          FROM predecessor WHERE e.id = $1
          RETURNING e.waits_for",
     )
@@ -117,6 +119,44 @@ pub async fn wait_for_predecessor(
     .bind(&event.stripe_event_id)
     .fetch_optional(conn)
     .await
+}
+
+/// Leases a claimed event for `lease` and returns the lease id, so the caller may commit
+/// and make Stripe reads with no transaction open: the event is not due again (no other
+/// claim takes it) until the lease runs out, e.g. because this processor died.
+pub async fn lease(
+    conn: &mut PgConnection,
+    id: i64,
+    lease: Duration,
+) -> Result<uuid::Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE events SET lease_id = gen_random_uuid(),
+             next_attempt_at = now() + make_interval(secs => $2)
+         WHERE id = $1
+         RETURNING lease_id",
+    )
+    .bind(id)
+    .bind(lease.as_secs_f64())
+    .fetch_one(conn)
+    .await
+}
+
+/// Takes a leased event back for applying: locked as a claim locks it, if it is still
+/// pending under this lease. `None` when the lease ran out and another claim took it.
+pub async fn reclaim_leased(
+    conn: &mut PgConnection,
+    id: i64,
+    lease_id: uuid::Uuid,
+) -> Result<bool, sqlx::Error> {
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM events WHERE id = $1 AND lease_id = $2 AND status = 'pending'
+         FOR NO KEY UPDATE",
+    )
+    .bind(id)
+    .bind(lease_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(held.is_some())
 }
 
 /// Where a stored event stands: waiting for the processor, or done with it (applied,
@@ -165,7 +205,7 @@ pub async fn postpone(
     delay: Duration,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE events SET attempts = attempts + 1, error = $2,
+        "UPDATE events SET attempts = attempts + 1, error = $2, lease_id = NULL,
              next_attempt_at = now() + make_interval(secs => $3)
          WHERE id = $1 AND status = 'pending'",
     )

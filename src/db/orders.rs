@@ -80,22 +80,41 @@ pub async fn link(
     Ok(())
 }
 
-/// A workspace already provisioned for this customer by another order than `except_order`
-/// (`None` for an order not stored yet).
-pub async fn customer_workspace(
+/// Another order of the same customer, as choosing a workspace needs it.
+#[derive(Debug, FromRow)]
+pub struct CustomerOrderRow {
+    pub id: i64,
+    /// The order's own status, even while delivery blocks it.
+    pub status: OrderStatus,
+    pub workspace_id: Option<i64>,
+    pub provisioned: Value,
+}
+
+/// The customer's orders other than `except_order` (`None` for an order not stored
+/// yet), oldest first.
+pub async fn of_customer(
     conn: &mut PgConnection,
     customer: &str,
     except_order: Option<i64>,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT workspace_id FROM orders
-         WHERE stripe_customer = $1 AND id IS DISTINCT FROM $2 AND workspace_id IS NOT NULL
-         ORDER BY id LIMIT 1",
+) -> Result<Vec<CustomerOrderRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, COALESCE(blocked_status, status) AS status, workspace_id, provisioned
+         FROM orders
+         WHERE stripe_customer = $1 AND id IS DISTINCT FROM $2
+         ORDER BY id",
     )
     .bind(customer)
     .bind(except_order)
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await
+}
+
+/// The order with this id, locked for update.
+pub async fn get_for_update(conn: &mut PgConnection, id: i64) -> Result<OrderRow, sqlx::Error> {
+    sqlx::query_as("SELECT id, facts, provisioned FROM orders WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_one(conn)
+        .await
 }
 
 pub struct OrderUpdate<'a> {

@@ -88,6 +88,16 @@ impl Done {
         }
     }
 
+    /// A workspace bound to the order without a write.
+    fn bound(workspace_id: i64) -> Done {
+        Done {
+            reply: None,
+            workspace_id: Some(workspace_id),
+            ran_as: None,
+            already_applied: false,
+        }
+    }
+
     fn already_applied(workspace_id: Option<i64>) -> Done {
         Done {
             reply: None,
@@ -351,6 +361,14 @@ impl Worker {
             Call::CreateForExistingUser(existing) => {
                 return self.create(claimed, None, existing).await
             }
+            Call::ClaimWorkspace {
+                workspace_id,
+                email,
+            } => return self.claim(workspace_id, &email).await,
+            Call::ReuseWorkspace {
+                workspace_id,
+                create,
+            } => return self.reuse(claimed, workspace_id, create).await,
             _ => claimed.workspace_id.ok_or_else(|| {
                 PartnerError::invalid(
                     "the order has no workspace: its create call has not succeeded".into(),
@@ -418,6 +436,59 @@ impl Worker {
         let call = Call::CreateForExistingUser(existing);
         let reply = self.partner.execute(&call, None).await?;
         created(reply, ran_as)
+    }
+
+    /// Binds the workspace the buyer named, if UChat shows the buyer as its owner. A
+    /// read only, so safe to repeat; refused for good otherwise, and then no later call
+    /// of the order reaches it (the order has no workspace).
+    async fn claim(&self, workspace_id: i64, email: &str) -> Result<Done, PartnerError> {
+        let refused = |message: String| PartnerError::Rejected {
+            status: None,
+            message,
+            excerpt: None,
+        };
+        match self.partner.get_workspace(workspace_id).await {
+            Ok(info) if info.owner_email.trim().eq_ignore_ascii_case(email.trim()) => {
+                Ok(Done::bound(workspace_id))
+            }
+            Ok(_) => Err(refused(format!(
+                "workspace {workspace_id} belongs to another account"
+            ))),
+            Err(error) if error.status() == Some(404) => Err(refused(format!(
+                "workspace {workspace_id} does not exist in UChat"
+            ))),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Binds the customer's earlier workspace if UChat still has it (and it is still
+    /// theirs); otherwise creates a new one, as a create call would, at most once.
+    async fn reuse(
+        &self,
+        claimed: &ClaimedCall,
+        workspace_id: i64,
+        create: NewWorkspace,
+    ) -> Result<Done, PartnerError> {
+        // A try that already went on to create has its baseline: stay on that path, so a
+        // repeat finds the workspace it may have made.
+        if claimed.baseline.is_none() {
+            match self.partner.get_workspace(workspace_id).await {
+                Ok(info) if info.owner_email.trim().eq_ignore_ascii_case(&create.email) => {
+                    return Ok(Done::bound(workspace_id))
+                }
+                Ok(_) => tracing::info!(
+                    workspace_id,
+                    "the customer's last workspace has another owner now; creating a new one"
+                ),
+                Err(error) if error.status() == Some(404) => tracing::info!(
+                    workspace_id,
+                    "UChat no longer has the customer's last workspace; creating a new one"
+                ),
+                Err(error) => return Err(error),
+            }
+        }
+        let existing = create.for_existing_user();
+        self.create(claimed, Some(create), existing).await
     }
 
     async fn workspaces_owned_by(&self, email: &str) -> Result<Vec<i64>, PartnerError> {

@@ -31,6 +31,12 @@ pub enum CallKind {
     EnableAutoRenew,
     DisableAutoRenew,
     Delete,
+    /// Binds a workspace the buyer named to the order, once UChat shows the buyer as its
+    /// owner (`GET /partner/workspace/{id}`); refused otherwise.
+    ClaimWorkspace,
+    /// Binds the customer's earlier workspace to the order if UChat still has it, or
+    /// creates a new one (as `create`) if UChat answers 404.
+    ReuseWorkspace,
 }
 
 display_as_serialized!(CallKind);
@@ -53,7 +59,25 @@ pub struct Route {
 }
 
 impl CallKind {
-    pub const ALL: [CallKind; 12] = [
+    pub const ALL: [CallKind; 14] = [
+        CallKind::Create,
+        CallKind::CreateForExistingUser,
+        CallKind::ChangePlan,
+        CallKind::AddAddon,
+        CallKind::RemoveAddon,
+        CallKind::TopupPoints,
+        CallKind::DeductPoints,
+        CallKind::Pause,
+        CallKind::Active,
+        CallKind::EnableAutoRenew,
+        CallKind::DisableAutoRenew,
+        CallKind::Delete,
+        CallKind::ClaimWorkspace,
+        CallKind::ReuseWorkspace,
+    ];
+
+    /// The kinds that are one write of the contract each.
+    pub const WRITES: [CallKind; 12] = [
         CallKind::Create,
         CallKind::CreateForExistingUser,
         CallKind::ChangePlan,
@@ -69,11 +93,13 @@ impl CallKind {
     ];
 
     /// The contract's method, path and body for this kind: the creates go to
-    /// `/partner/workspace/<kind>`, delete to `/partner/workspace/{id}`, every other kind
-    /// to `/partner/workspace/{id}/<kind>`.
-    pub fn route(self) -> Route {
+    /// `/partner/workspace/<kind>`, delete to `/partner/workspace/{id}`, every other write
+    /// to `/partner/workspace/{id}/<kind>`. `None` for the kinds that bind a workspace:
+    /// delivery makes them of reads and a create.
+    pub fn route(self) -> Option<Route> {
         use CallKind::*;
         let (method, body) = match self {
+            ClaimWorkspace | ReuseWorkspace => return None,
             Create | CreateForExistingUser | ChangePlan | AddAddon | TopupPoints => {
                 (Method::POST, Body::Json)
             }
@@ -86,12 +112,13 @@ impl CallKind {
             Delete => "/partner/workspace/{id}".to_owned(),
             _ => format!("/partner/workspace/{{id}}/{self}"),
         };
-        Route { method, path, body }
+        Some(Route { method, path, body })
     }
 }
 
-/// One partner call with its arguments. Calls never name the workspace: delivery takes it
-/// from the order, since a created workspace's id is only known once its create succeeds.
+/// One partner call with its arguments. Calls never name the workspace they go to:
+/// delivery takes it from the order, since a created workspace's id is only known once
+/// its create succeeds. Only the calls that bind a workspace name one, to check it.
 ///
 /// Serialized as `{"kind": ..., "body": ...}`, the body being the contract's JSON body.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -128,6 +155,16 @@ pub enum Call {
     EnableAutoRenew,
     DisableAutoRenew,
     Delete,
+    ClaimWorkspace {
+        workspace_id: i64,
+        /// The buyer, who must own it.
+        email: String,
+    },
+    ReuseWorkspace {
+        workspace_id: i64,
+        /// The workspace to create instead, should UChat no longer have this one.
+        create: NewWorkspace,
+    },
 }
 
 impl Call {
@@ -145,6 +182,8 @@ impl Call {
             Call::EnableAutoRenew => CallKind::EnableAutoRenew,
             Call::DisableAutoRenew => CallKind::DisableAutoRenew,
             Call::Delete => CallKind::Delete,
+            Call::ClaimWorkspace { .. } => CallKind::ClaimWorkspace,
+            Call::ReuseWorkspace { .. } => CallKind::ReuseWorkspace,
         }
     }
 
@@ -158,9 +197,9 @@ impl Call {
     /// A stored call, from its kind and body. A kind without a body ignores whatever the
     /// stored body holds.
     pub fn from_stored(kind: CallKind, body: Value) -> Result<Call, serde_json::Error> {
-        let body = match kind.route().body {
-            Body::Json => body,
-            Body::Empty => Value::Null,
+        let body = match kind.route().map(|route| route.body) {
+            Some(Body::Empty) => Value::Null,
+            Some(Body::Json) | None => body,
         };
         serde_json::from_value(json!({ "kind": kind, "body": body }))
     }

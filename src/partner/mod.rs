@@ -195,7 +195,11 @@ impl PartnerClient {
         workspace_id: Option<i64>,
     ) -> Result<Reply, PartnerError> {
         let kind = call.kind();
-        let route = kind.route();
+        let Some(route) = kind.route() else {
+            return Err(PartnerError::invalid(format!(
+                "partner call \"{kind}\" is not one request: delivery makes it"
+            )));
+        };
         let path = match workspace_id {
             _ if !route.path.contains("{id}") => route.path,
             Some(id) => route.path.replace("{id}", &id.to_string()),

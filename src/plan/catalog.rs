@@ -9,6 +9,8 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::facts::Overdue;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Catalog {
     pub workspace: WorkspaceTemplate,
@@ -19,9 +21,21 @@ pub struct Catalog {
 /// What one unit of a Stripe price buys.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Product {
-    Plan(String),
+    Plan(PlanPrice),
     Addon { addon: String, qty: u32 },
     Points(i64),
+}
+
+/// A price that sells a UChat plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanPrice {
+    pub plan: String,
+    /// Bought once (not by subscription): whether UChat renews it from partner credit.
+    /// `false` lets the plan lapse at the end of its period.
+    pub auto_renew: bool,
+    /// UChat has no per-plan seats: each unit bought above the first adds one of this
+    /// add-on. Without it, a quantity above 1 needs an operator.
+    pub quantity_addon: Option<String>,
 }
 
 /// How the planner creates a workspace for a new buyer: the `[workspace]` table.
@@ -36,6 +50,9 @@ pub struct WorkspaceTemplate {
     pub template_ns: String,
     /// The Checkout custom field where a buyer may give an existing workspace id.
     pub id_field: String,
+    /// Whether a workspace the buyer names is used only once UChat shows the buyer's
+    /// email as its owner. Off for partners who set the id server-side.
+    pub check_owner: bool,
 }
 
 impl Default for WorkspaceTemplate {
@@ -46,6 +63,7 @@ impl Default for WorkspaceTemplate {
             trial_days: 0,
             template_ns: String::new(),
             id_field: "workspace_id".to_owned(),
+            check_owner: true,
         }
     }
 }
@@ -55,6 +73,17 @@ impl Default for WorkspaceTemplate {
 pub struct Policy {
     /// `on_payment_failed = "pause"`.
     pub pause_on_payment_failed: bool,
+    /// `pause_when = "past_due"` (default) or `"unpaid"`: how overdue the subscription
+    /// must be before its workspace pauses.
+    pub pause_when: Overdue,
+    /// `payment_grace_days`: days overdue before the pause.
+    pub payment_grace_days: u32,
+    /// `on_pause_collection = "pause"`: pausing payment collection pauses the workspace
+    /// too (by default it is a grace period with access).
+    pub pause_on_pause_collection: bool,
+    /// `trial = "paid_plan"`: a trialing subscription gets its paid plan at once (by
+    /// default it gets UChat's own trial until it converts).
+    pub paid_plan_in_trial: bool,
     pub on_cancel: CancelSteps,
     /// What a full refund of a subscription payment does.
     pub on_refund: OnRefund,
@@ -66,6 +95,10 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             pause_on_payment_failed: true,
+            pause_when: Overdue::PastDue,
+            payment_grace_days: 0,
+            pause_on_pause_collection: false,
+            paid_plan_in_trial: false,
             on_cancel: CancelSteps {
                 pause: true,
                 disable_auto_renew: true,
@@ -232,6 +265,10 @@ type Word = Spanned<String>;
 #[serde(default, deny_unknown_fields)]
 struct RawPolicy {
     on_payment_failed: Option<Word>,
+    pause_when: Option<Word>,
+    payment_grace_days: Option<Spanned<i64>>,
+    on_pause_collection: Option<Word>,
+    trial: Option<Word>,
     on_cancel: Option<Vec<Word>>,
     on_refund: Option<Word>,
     on_dispute: Option<Word>,
@@ -267,6 +304,16 @@ impl RawPolicy {
             ("pause", OnRefund::Pause),
             ("cancel", OnRefund::Cancel),
         ];
+        let payment_grace_days = match &self.payment_grace_days {
+            None => default.payment_grace_days,
+            Some(days) => u32::try_from(*days.get_ref()).unwrap_or_else(|_| {
+                problems.push(source.problem(
+                    days.span(),
+                    "policy.payment_grace_days must be a whole number of days, 0 or more",
+                ));
+                default.payment_grace_days
+            }),
+        };
         Policy {
             pause_on_payment_failed: choose(
                 source,
@@ -274,6 +321,31 @@ impl RawPolicy {
                 &self.on_payment_failed,
                 &pause_or_none,
                 default.pause_on_payment_failed,
+                problems,
+            ),
+            pause_when: choose(
+                source,
+                "pause_when",
+                &self.pause_when,
+                &[("past_due", Overdue::PastDue), ("unpaid", Overdue::Unpaid)],
+                default.pause_when,
+                problems,
+            ),
+            payment_grace_days,
+            pause_on_pause_collection: choose(
+                source,
+                "on_pause_collection",
+                &self.on_pause_collection,
+                &[("keep_access", false), ("pause", true)],
+                default.pause_on_pause_collection,
+                problems,
+            ),
+            paid_plan_in_trial: choose(
+                source,
+                "trial",
+                &self.trial,
+                &[("uchat_trial", false), ("paid_plan", true)],
+                default.paid_plan_in_trial,
                 problems,
             ),
             on_cancel,
@@ -336,6 +408,8 @@ struct RawPrice {
     addon: Option<Spanned<String>>,
     qty: Option<Spanned<i64>>,
     points: Option<Spanned<i64>>,
+    auto_renew: Option<Spanned<bool>>,
+    quantity_addon: Option<Spanned<String>>,
 }
 
 /// A `[[price]]`'s id and product when it is sound; its problems otherwise.
@@ -396,6 +470,27 @@ fn check_price(
             }),
         None => 1,
     };
+    for (key, set) in [
+        ("auto_renew", price.auto_renew.as_ref().map(Spanned::span)),
+        (
+            "quantity_addon",
+            price.quantity_addon.as_ref().map(Spanned::span),
+        ),
+    ] {
+        if let Some(at) = set.filter(|_| price.plan.is_none()) {
+            report(at, format!("{label}: {key} applies only to a plan"));
+        }
+    }
+    if let Some(addon) = price
+        .quantity_addon
+        .as_ref()
+        .filter(|a| a.get_ref().trim().is_empty())
+    {
+        report(
+            addon.span(),
+            format!("{label} has an empty quantity_addon id"),
+        );
+    }
     if let Some(points) = price.points.as_ref().filter(|p| *p.get_ref() <= 0) {
         report(points.span(), format!("{label}: points must be positive"));
     }
@@ -403,7 +498,11 @@ fn check_price(
         return None;
     }
     let product = match (&price.plan, &price.addon, &price.points) {
-        (Some(plan), _, _) => Product::Plan(plan.get_ref().clone()),
+        (Some(plan), _, _) => Product::Plan(PlanPrice {
+            plan: plan.get_ref().clone(),
+            auto_renew: price.auto_renew.as_ref().is_some_and(|a| *a.get_ref()),
+            quantity_addon: price.quantity_addon.as_ref().map(|a| a.get_ref().clone()),
+        }),
         (_, Some(addon), _) => Product::Addon {
             addon: addon.get_ref().clone(),
             qty,
@@ -433,7 +532,11 @@ mod tests {
         assert_eq!(example.policy, Policy::default());
         assert_eq!(
             example.product("price_1PBusiness"),
-            Some(&Product::Plan("business".into()))
+            Some(&Product::Plan(PlanPrice {
+                plan: "business".into(),
+                auto_renew: false,
+                quantity_addon: None,
+            }))
         );
         assert_eq!(
             example.product("price_1PExtraBot"),
@@ -450,6 +553,39 @@ mod tests {
     }
 
     #[test]
+    fn plan_prices_may_renew_and_map_a_quantity() {
+        let catalog = Catalog::parse(
+            r#"
+            [[price]]
+            stripe_price = "price_seats"
+            plan = "business"
+            auto_renew = true
+            quantity_addon = "member"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            catalog.product("price_seats"),
+            Some(&Product::Plan(PlanPrice {
+                plan: "business".into(),
+                auto_renew: true,
+                quantity_addon: Some("member".into()),
+            }))
+        );
+        let text = "[[price]]\nstripe_price = \"p\"\naddon = \"bot\"\nauto_renew = true\nquantity_addon = \" \"\n\n[policy]\npayment_grace_days = -1\ntrial = \"free\"\n";
+        assert_eq!(
+            problems(text),
+            [
+                r#"catalog.toml line 4: price "p": auto_renew applies only to a plan"#,
+                r#"catalog.toml line 5: price "p": quantity_addon applies only to a plan"#,
+                r#"catalog.toml line 5: price "p" has an empty quantity_addon id"#,
+                "catalog.toml line 8: policy.payment_grace_days must be a whole number of days, 0 or more",
+                r#"catalog.toml line 9: policy.trial: unknown word "free" (expected one of: uchat_trial, paid_plan)"#,
+            ]
+        );
+    }
+
+    #[test]
     fn an_empty_catalog_has_the_defaults_and_no_prices() {
         let empty = Catalog::parse("").unwrap();
         assert_eq!(empty.workspace, WorkspaceTemplate::default());
@@ -463,6 +599,10 @@ mod tests {
             r#"
             [policy]
             on_payment_failed = "none"
+            pause_when = "unpaid"
+            payment_grace_days = 7
+            on_pause_collection = "pause"
+            trial = "paid_plan"
             on_cancel = ["downgrade_to_free", "delete"]
             on_refund = "cancel"
             on_dispute = "none"
@@ -473,6 +613,10 @@ mod tests {
             catalog.policy,
             Policy {
                 pause_on_payment_failed: false,
+                pause_when: Overdue::Unpaid,
+                payment_grace_days: 7,
+                pause_on_pause_collection: true,
+                paid_plan_in_trial: true,
                 on_cancel: CancelSteps {
                     downgrade_to_free: true,
                     delete: true,

@@ -4,11 +4,15 @@
 //! the signals said. So `apply` gives the same facts whatever order the signals come in,
 //! and applying a signal twice changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CheckoutMode, Invoice, LineItem, Signal, Stamp, SubscriptionStatus};
+use crate::domain::{
+    CheckoutMode, DisputeStatus, Invoice, LineItem, Refund, Signal, Stamp, SubscriptionStatus,
+};
+
+use super::Provisioned;
 
 /// Everything Stripe told us about one order; stored as JSON on the order.
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -20,25 +24,54 @@ pub struct Facts {
     /// An existing workspace the buyer named, as they typed it.
     pub workspace_id: Option<Earliest>,
     pub subscription_id: Option<Earliest>,
-    /// The workspace of an earlier order of the same customer; set by the processor.
-    pub customer_workspace: Option<i64>,
+    /// The customer's other orders, as the processor found them for this planning; not
+    /// stored (it is read afresh each time).
+    #[serde(skip)]
+    pub customer_orders: CustomerOrders,
+    /// The newest `created` of any signal applied: "now", as far as the order knows.
+    pub latest: i64,
     /// The newest subscription snapshot.
     pub subscription: Option<Snapshot>,
+    /// A snapshot showed the subscription `trialing`.
+    pub trialed: bool,
+    /// A snapshot showed the subscription `active`: a trial converted.
+    pub was_active: bool,
     /// Deleted, canceled or expired: final, whatever snapshot comes after.
     pub subscription_ended: bool,
-    /// Whether the newest word on payment says the subscription is behind.
+    /// The newest word on payment: the subscription's status, or a paid invoice.
     pub standing: Option<Standing>,
+    /// The newest `created` of a word that the subscription is in good standing.
+    pub last_good: Option<i64>,
+    /// The `created` of every snapshot that found the subscription overdue.
+    pub overdue_seen: BTreeSet<i64>,
     /// An invoice of the order was paid: an `incomplete` subscription has been paid for.
     pub invoice_paid: bool,
+    /// An invoice was paid with real money (not the $0 invoice that starts a trial).
+    pub paid_with_money: bool,
     /// The lines of the paid first invoice: the items until a snapshot arrives.
     pub first_invoice_lines: Option<Vec<LineItem>>,
+    /// The paid invoices that top up the subscription's points, by id: their lines, or
+    /// `None` when the payload listed none (the subscription's items count then).
+    pub points_invoices: BTreeMap<String, Option<Vec<LineItem>>>,
     pub checkout: Option<Checkout>,
-    /// Each refund's amount, by refund id.
-    pub refunds: BTreeMap<String, i64>,
-    /// The largest cumulative `amount_refunded` a charge reported.
-    pub amount_refunded: i64,
-    pub charge_amount: Option<i64>,
-    pub disputes: BTreeMap<String, DisputeOutcome>,
+    /// What came back of each charge, by charge id (or payment intent, when the refund
+    /// names no charge).
+    pub charges: BTreeMap<String, ChargeFacts>,
+    pub disputes: BTreeMap<String, DisputeFacts>,
+}
+
+/// What the processor knows of the customer's other orders, for choosing a workspace.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CustomerOrders {
+    /// Other orders that have not ended.
+    pub live_orders: u32,
+    /// The distinct workspaces those live orders have (their creates succeeded).
+    pub live_workspaces: Vec<i64>,
+    /// When no order is live: the provisioned state of the newest ended order that had a
+    /// workspace of its own, to resume it.
+    pub returning: Option<Provisioned>,
+    /// Workspaces an order of the customer deleted: nothing is planned for them again.
+    pub deleted_workspaces: Vec<i64>,
 }
 
 /// A value and the stamp of the earliest event that gave it: the earliest one wins, so
@@ -54,14 +87,38 @@ pub struct Snapshot {
     pub stamp: Stamp,
     pub status: SubscriptionStatus,
     pub items: Vec<LineItem>,
+    #[serde(default)]
     pub pause_collection: bool,
+    #[serde(default)]
     pub cancel_at_period_end: bool,
+    #[serde(default)]
+    pub cancel_at: Option<i64>,
+    #[serde(default)]
+    pub trial_end: Option<i64>,
+}
+
+impl Snapshot {
+    /// Set to end: at period end (classic billing) or at `cancel_at` (flexible billing).
+    pub fn cancel_scheduled(&self) -> bool {
+        self.cancel_at_period_end || self.cancel_at.is_some()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Standing {
     pub stamp: Stamp,
-    pub delinquent: bool,
+    pub overdue: Overdue,
+}
+
+/// How far behind on payment the subscription is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Overdue {
+    No,
+    /// `past_due`: Stripe is still retrying.
+    PastDue,
+    /// `unpaid`: Stripe gave up retrying.
+    Unpaid,
 }
 
 /// The order's Checkout session; one per order.
@@ -70,20 +127,81 @@ pub struct Checkout {
     pub id: String,
     pub mode: CheckoutMode,
     pub paid: bool,
+    /// The delayed payment failed: the order ends without being provisioned.
+    #[serde(default)]
+    pub failed: bool,
     pub line_items: Option<Vec<LineItem>>,
     pub amount_total: Option<i64>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum DisputeOutcome {
-    Open,
-    Won,
-    Lost,
+/// One charge and what came back of it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct ChargeFacts {
+    pub amount: Option<i64>,
+    /// The invoice it paid, when known.
+    pub invoice: Option<String>,
+    /// The charge's own cumulative `amount_refunded`, newest.
+    pub snapshot: Option<(Stamp, i64)>,
+    pub refunds: BTreeMap<String, RefundFacts>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RefundFacts {
+    pub amount: i64,
+    /// When it was seen failed or canceled: it returned nothing.
+    pub reversed: Option<Stamp>,
+}
+
+impl ChargeFacts {
+    /// What went back: the refunds still standing, or the charge's own figure if larger,
+    /// unless a refund failed after that figure was taken (it may count the failed one).
+    pub fn refunded(&self) -> i64 {
+        let standing = self
+            .refunds
+            .values()
+            .filter(|r| r.reversed.is_none())
+            .fold(0i64, |sum, r| sum.saturating_add(r.amount));
+        let newest_reversal = self
+            .refunds
+            .values()
+            .filter_map(|r| r.reversed.as_ref())
+            .max();
+        match &self.snapshot {
+            Some((stamp, amount)) if newest_reversal.is_none_or(|r| stamp > r) => {
+                standing.max(*amount)
+            }
+            _ => standing,
+        }
+    }
+
+    /// A charge pays one invoice; should two be named, the choice must not depend on the
+    /// order they came in.
+    fn learn_invoice(&mut self, invoice: Option<&str>) {
+        if let Some(invoice) = invoice {
+            if self.invoice.as_deref().is_none_or(|known| invoice < known) {
+                self.invoice = Some(invoice.to_owned());
+            }
+        }
+    }
+
+    pub fn fully_refunded(&self) -> bool {
+        let refunded = self.refunded();
+        refunded > 0 && self.amount.is_some_and(|amount| refunded >= amount)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DisputeFacts {
+    pub stamp: Stamp,
+    pub status: DisputeStatus,
+    pub charge: Option<String>,
+    pub amount: Option<i64>,
 }
 
 impl Facts {
     pub fn apply(&mut self, stamp: &Stamp, signal: &Signal) {
+        self.latest = self.latest.max(stamp.created);
         match signal {
             Signal::Subscription {
                 subscription,
@@ -97,9 +215,12 @@ impl Facts {
                 );
                 keep_earliest(&mut self.subscription_id, stamp, Some(&subscription.id));
                 use SubscriptionStatus::*;
+                self.trialed |= subscription.status == Trialing;
+                self.was_active |= subscription.status == Active;
                 match subscription.status {
-                    PastDue | Unpaid => self.note_standing(stamp, true),
-                    Active | Trialing => self.note_standing(stamp, false),
+                    PastDue => self.note_standing(stamp, Overdue::PastDue),
+                    Unpaid => self.note_standing(stamp, Overdue::Unpaid),
+                    Active | Trialing => self.note_standing(stamp, Overdue::No),
                     _ => {}
                 }
                 self.subscription_ended |=
@@ -115,24 +236,35 @@ impl Facts {
                         items: subscription.items.clone(),
                         pause_collection: subscription.pause_collection,
                         cancel_at_period_end: subscription.cancel_at_period_end,
+                        cancel_at: subscription.cancel_at,
+                        trial_end: subscription.trial_end,
                     });
                 }
             }
             Signal::InvoicePaid { invoice } => {
                 self.note_invoice(stamp, invoice);
-                self.note_standing(stamp, false);
+                self.note_standing(stamp, Overdue::No);
                 self.invoice_paid = true;
+                self.paid_with_money |= invoice.amount_paid > 0;
                 // Later invoices may carry proration lines; the first one lists the items.
                 if invoice.billing_reason.as_deref() == Some("subscription_create") {
                     self.first_invoice_lines
                         .get_or_insert_with(|| invoice.lines.clone());
                 }
+                if tops_up_points(invoice) {
+                    let lines = Some(invoice.lines.clone()).filter(|lines| !lines.is_empty());
+                    self.points_invoices.insert(invoice.id.clone(), lines);
+                }
+                if let Some(charge) = &invoice.charge {
+                    let charge = self.charges.entry(charge.clone()).or_default();
+                    charge.learn_invoice(Some(&invoice.id));
+                }
             }
-            Signal::InvoicePaymentFailed { invoice } => {
-                self.note_invoice(stamp, invoice);
-                self.note_standing(stamp, true);
-            }
-            Signal::CheckoutCompleted { session } => {
+            // A failed payment alone changes nothing: the subscription's status says
+            // whether it is overdue (a failed upgrade with `pending_if_incomplete` leaves
+            // it active).
+            Signal::InvoicePaymentFailed { invoice } => self.note_invoice(stamp, invoice),
+            Signal::CheckoutCompleted { session } | Signal::CheckoutFailed { session } => {
                 keep_earliest(&mut self.customer, stamp, session.customer.as_deref());
                 keep_earliest(&mut self.email, stamp, session.email.as_deref());
                 keep_earliest(&mut self.name, stamp, session.name.as_deref());
@@ -150,40 +282,47 @@ impl Facts {
                     id: session.id.clone(),
                     mode: session.mode.clone(),
                     paid: false,
+                    failed: false,
                     line_items: None,
                     amount_total: None,
                 });
                 // `completed` may say unpaid and `async_payment_succeeded` paid, in any order.
                 if checkout.id == session.id {
-                    checkout.paid |= session.paid;
+                    if matches!(signal, Signal::CheckoutFailed { .. }) {
+                        checkout.failed = true;
+                    } else {
+                        checkout.paid |= session.paid;
+                    }
                     if checkout.line_items.is_none() {
                         checkout.line_items.clone_from(&session.line_items);
                     }
                     checkout.amount_total = checkout.amount_total.or(session.amount_total);
                 }
             }
-            Signal::Refund { refund } => {
-                keep_earliest(&mut self.customer, stamp, refund.customer.as_deref());
-                for (id, amount) in &refund.refunds {
-                    self.refunds.insert(id.clone(), *amount);
+            Signal::Refund { refund } => self.note_refund(stamp, refund),
+            Signal::Dispute { dispute } => {
+                keep_earliest(&mut self.customer, stamp, dispute.customer.as_deref());
+                if let Some(charge) = &dispute.charge {
+                    let facts = self.charges.entry(charge.clone()).or_default();
+                    facts.learn_invoice(dispute.invoice.as_deref());
                 }
-                self.amount_refunded = self
-                    .amount_refunded
-                    .max(refund.amount_refunded.unwrap_or(0));
-                self.charge_amount = self.charge_amount.max(refund.charge_amount);
-            }
-            Signal::DisputeOpened { dispute } => {
-                self.disputes
-                    .entry(dispute.id.clone())
-                    .or_insert(DisputeOutcome::Open);
-            }
-            Signal::DisputeClosed { dispute } => {
-                let outcome = if dispute.status == "won" {
-                    DisputeOutcome::Won
-                } else {
-                    DisputeOutcome::Lost
-                };
-                self.disputes.insert(dispute.id.clone(), outcome);
+                let known = self.disputes.get(&dispute.id);
+                // Newest word wins, but a closed dispute is never reopened.
+                let newer = known.is_none_or(|k| {
+                    k.status == DisputeStatus::Open
+                        && (*stamp > k.stamp || dispute.status != DisputeStatus::Open)
+                });
+                if newer {
+                    self.disputes.insert(
+                        dispute.id.clone(),
+                        DisputeFacts {
+                            stamp: stamp.clone(),
+                            status: dispute.status,
+                            charge: dispute.charge.clone(),
+                            amount: dispute.amount,
+                        },
+                    );
+                }
             }
         }
     }
@@ -215,27 +354,79 @@ impl Facts {
         value(&self.subscription_id)
     }
 
-    pub fn delinquent(&self) -> bool {
-        self.standing.as_ref().is_some_and(|s| s.delinquent)
+    /// A trial that has not converted: the subscription never was active, and no invoice
+    /// was paid with real money.
+    pub fn in_trial(&self) -> bool {
+        self.trialed && !self.was_active && !self.paid_with_money && !self.subscription_ended
     }
 
-    /// How much went back: the charge's cumulative figure, or the refunds we saw one by one
-    /// if they add up to more (a `refund.created` may come before its `charge.refunded`).
+    /// How far behind on payment the subscription is, by the newest word.
+    pub fn overdue(&self) -> Overdue {
+        self.standing.as_ref().map_or(Overdue::No, |s| s.overdue)
+    }
+
+    /// Whole days the subscription has been overdue without a good word since, as of the
+    /// newest signal.
+    pub fn days_overdue(&self) -> i64 {
+        if self.overdue() == Overdue::No {
+            return 0;
+        }
+        let since = self
+            .overdue_seen
+            .iter()
+            .find(|&&at| self.last_good.is_none_or(|good| at > good));
+        since.map_or(0, |since| (self.latest - since).max(0) / 86_400)
+    }
+
+    /// A charge whose every cent went back, by refund or a lost dispute.
+    pub fn a_charge_fully_refunded(&self) -> bool {
+        self.charges
+            .iter()
+            .any(|(id, charge)| charge.fully_refunded() || self.lost_dispute_of(id).is_some())
+    }
+
+    /// What went back of each charge, a lost dispute counting as all of it.
+    pub fn refunded_by_charge(&self) -> impl Iterator<Item = (&String, &ChargeFacts, i64)> {
+        self.charges.iter().map(|(id, charge)| {
+            let refunded = match self.lost_dispute_of(id) {
+                Some(lost) => charge.amount.or(lost.amount).unwrap_or(0),
+                None => charge.refunded(),
+            };
+            (id, charge, refunded)
+        })
+    }
+
+    /// Everything that went back, over all charges.
     pub fn refunded(&self) -> i64 {
-        let sum = self
-            .refunds
-            .values()
-            .fold(0i64, |sum, a| sum.saturating_add(*a));
-        self.amount_refunded.max(sum)
+        self.refunded_by_charge()
+            .fold(0i64, |sum, (_, _, refunded)| sum.saturating_add(refunded))
     }
 
-    /// Everything paid was refunded. The amount paid is the charge's, or the Checkout total.
-    pub fn fully_refunded(&self) -> bool {
-        let paid = self
-            .charge_amount
-            .or(self.checkout.as_ref().and_then(|c| c.amount_total));
-        let refunded = self.refunded();
-        refunded > 0 && paid.is_some_and(|paid| refunded >= paid)
+    /// What was paid over all charges, as far as the refunds and disputes told.
+    pub fn charged(&self) -> Option<i64> {
+        let amounts: Vec<i64> = self
+            .charges
+            .iter()
+            .filter_map(|(id, charge)| {
+                charge
+                    .amount
+                    .or_else(|| self.lost_dispute_of(id).and_then(|d| d.amount))
+            })
+            .collect();
+        (!amounts.is_empty()).then(|| amounts.iter().sum())
+    }
+
+    /// A dispute is open.
+    pub fn dispute_open(&self) -> bool {
+        self.disputes
+            .values()
+            .any(|d| d.status == DisputeStatus::Open)
+    }
+
+    fn lost_dispute_of(&self, charge: &str) -> Option<&DisputeFacts> {
+        self.disputes
+            .values()
+            .find(|d| d.status == DisputeStatus::Lost && d.charge.as_deref() == Some(charge))
     }
 
     fn note_invoice(&mut self, stamp: &Stamp, invoice: &Invoice) {
@@ -249,7 +440,40 @@ impl Facts {
         );
     }
 
-    fn note_standing(&mut self, stamp: &Stamp, delinquent: bool) {
+    fn note_refund(&mut self, stamp: &Stamp, refund: &Refund) {
+        keep_earliest(&mut self.customer, stamp, refund.customer.as_deref());
+        let Some(key) = refund.charge.as_ref().or(refund.payment_intent.as_ref()) else {
+            return;
+        };
+        let charge = self.charges.entry(key.clone()).or_default();
+        charge.amount = charge.amount.max(refund.charge_amount);
+        charge.learn_invoice(refund.invoice.as_deref());
+        if let Some(refunded) = refund.amount_refunded {
+            if charge.snapshot.as_ref().is_none_or(|(s, _)| stamp > s) {
+                charge.snapshot = Some((stamp.clone(), refunded));
+            }
+        }
+        for line in &refund.refunds {
+            let known = charge
+                .refunds
+                .entry(line.id.clone())
+                .or_insert(RefundFacts {
+                    amount: line.amount,
+                    reversed: None,
+                });
+            // A failed or canceled refund stays so; the earliest word of it counts.
+            if line.reversed && known.reversed.as_ref().is_none_or(|at| stamp < at) {
+                known.reversed = Some(stamp.clone());
+            }
+        }
+    }
+
+    fn note_standing(&mut self, stamp: &Stamp, overdue: Overdue) {
+        if overdue == Overdue::No {
+            self.last_good = self.last_good.max(Some(stamp.created));
+        } else {
+            self.overdue_seen.insert(stamp.created);
+        }
         if self
             .standing
             .as_ref()
@@ -257,9 +481,20 @@ impl Facts {
         {
             self.standing = Some(Standing {
                 stamp: stamp.clone(),
-                delinquent,
+                overdue,
             });
         }
+    }
+}
+
+/// A paid invoice of a subscription's creation or cycle tops up its points; the $0
+/// invoice that starts a trial is no payment, and an update's invoice only settles a
+/// proration.
+fn tops_up_points(invoice: &Invoice) -> bool {
+    match invoice.billing_reason.as_deref() {
+        Some("subscription_create") => invoice.amount_paid > 0,
+        Some("subscription_cycle") | None => true,
+        Some(_) => false,
     }
 }
 
@@ -284,8 +519,8 @@ fn value(slot: &Option<Earliest>) -> Option<&str> {
 pub(super) mod tests {
     use super::*;
     use crate::domain::{
-        CheckoutSession, Dispute, Invoice, LineItem, Refund, Signal, Stamp, Subscription,
-        SubscriptionStatus,
+        CheckoutSession, Dispute, Invoice, LineItem, Refund, RefundLine, Signal, Stamp,
+        Subscription, SubscriptionStatus,
     };
 
     pub(crate) fn stamp(n: i64) -> Stamp {
@@ -312,6 +547,8 @@ pub(super) mod tests {
             items: items(list),
             pause_collection: false,
             cancel_at_period_end: false,
+            cancel_at: None,
+            trial_end: None,
             workspace_id: None,
         }
     }
@@ -377,27 +614,48 @@ pub(super) mod tests {
         Signal::CheckoutCompleted { session }
     }
 
-    /// A refund event: its individual refunds, and the charge's figures when it carries them.
+    /// A refund event of charge `ch_1`: its individual refunds (a negative amount: that
+    /// refund failed), and the charge's figures when it carries them.
     pub(crate) fn refund(refunds: &[(&str, i64)], charge: Option<(i64, i64)>) -> Signal {
+        refund_of("ch_1", refunds, charge)
+    }
+
+    pub(crate) fn refund_of(
+        charge_id: &str,
+        refunds: &[(&str, i64)],
+        charge: Option<(i64, i64)>,
+    ) -> Signal {
         Signal::Refund {
             refund: Refund {
                 customer: Some("cus_1".into()),
-                charge: Some("ch_1".into()),
+                charge: Some(charge_id.into()),
                 payment_intent: Some("pi_1".into()),
                 invoice: None,
                 charge_amount: charge.map(|(amount, _)| amount),
                 amount_refunded: charge.map(|(_, refunded)| refunded),
-                refunds: refunds.iter().map(|&(id, a)| (id.to_owned(), a)).collect(),
+                refunds: refunds
+                    .iter()
+                    .map(|&(id, amount)| RefundLine {
+                        id: id.to_owned(),
+                        amount: amount.abs(),
+                        reversed: amount < 0,
+                    })
+                    .collect(),
             },
         }
     }
 
-    pub(crate) fn dispute(id: &str, status: &str) -> Dispute {
-        Dispute {
-            id: id.into(),
-            charge: Some("ch_1".into()),
-            payment_intent: Some("pi_1".into()),
-            status: status.into(),
+    pub(crate) fn dispute(id: &str, status: DisputeStatus) -> Signal {
+        Signal::Dispute {
+            dispute: Dispute {
+                id: id.into(),
+                charge: Some("ch_1".into()),
+                payment_intent: Some("pi_1".into()),
+                invoice: None,
+                customer: None,
+                amount: Some(5000),
+                status,
+            },
         }
     }
 
@@ -429,36 +687,68 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn the_newest_word_on_payment_decides_standing() {
+    fn the_subscription_status_decides_standing_not_a_failed_invoice() {
         let past_due = subscription(SubscriptionStatus::PastDue, &[]);
+        let unpaid = subscription(SubscriptionStatus::Unpaid, &[]);
         let active = subscription(SubscriptionStatus::Active, &[]);
         let paid = invoice_paid("subscription_cycle", &[]);
-        assert!(
-            facts_of(&[(1, paid.clone()), (2, invoice_failed("subscription_cycle"))]).delinquent()
+        let failed = invoice_failed("subscription_cycle");
+        assert_eq!(
+            facts_of(&[(1, paid.clone()), (2, failed.clone())]).overdue(),
+            Overdue::No
         );
-        assert!(
-            !facts_of(&[(3, paid.clone()), (2, invoice_failed("subscription_cycle"))]).delinquent()
+        assert_eq!(
+            facts_of(&[(1, paid.clone()), (2, updated(past_due.clone()))]).overdue(),
+            Overdue::PastDue
         );
-        assert!(facts_of(&[(1, paid), (2, updated(past_due))]).delinquent());
+        assert_eq!(
+            facts_of(&[(3, paid), (2, updated(unpaid.clone()))]).overdue(),
+            Overdue::No
+        );
+        // Overdue since the first overdue word after the last good one.
+        let facts = facts_of(&[
+            (1, updated(active.clone())),
+            (10, updated(past_due)),
+            (10 + 3 * 86_400, updated(unpaid)),
+        ]);
+        assert_eq!(facts.overdue(), Overdue::Unpaid);
+        assert_eq!(facts.days_overdue(), 3);
         // A canceled or paused snapshot says nothing about payment.
         let canceled = facts_of(&[(1, updated(active)), (2, deleted(&[]))]);
-        assert!(!canceled.delinquent());
+        assert_eq!(canceled.overdue(), Overdue::No);
     }
 
     #[test]
-    fn only_the_first_invoice_lists_the_items() {
+    fn only_the_first_invoice_lists_the_items_and_each_paid_invoice_tops_up_once() {
         let facts = facts_of(&[
             (1, invoice_paid("subscription_update", &[("price_plus", 1)])),
             (
                 2,
                 invoice_paid("subscription_create", &[("price_business", 1)]),
             ),
+            (3, invoice_paid("subscription_cycle", &[])),
+            (4, invoice_paid("subscription_cycle", &[])),
         ]);
         assert!(facts.invoice_paid);
         assert_eq!(
             facts.first_invoice_lines,
             Some(items(&[("price_business", 1)]))
         );
+        assert_eq!(
+            facts.points_invoices.keys().collect::<Vec<_>>(),
+            ["in_subscription_create", "in_subscription_cycle"]
+        );
+        // The $0 invoice that starts a trial is no payment.
+        let mut trial_start = invoice("subscription_create", &[("price_business", 1)]);
+        trial_start.amount_paid = 0;
+        let facts = facts_of(&[(
+            1,
+            Signal::InvoicePaid {
+                invoice: trial_start,
+            },
+        )]);
+        assert!(facts.invoice_paid && !facts.paid_with_money);
+        assert!(facts.points_invoices.is_empty());
     }
 
     #[test]
@@ -485,49 +775,75 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_checkout_paid_later_is_paid() {
+    fn a_checkout_paid_later_is_paid_and_a_failed_one_is_not() {
         let mut unpaid = session(CheckoutMode::Payment, None);
         unpaid.paid = false;
         let paid = session(CheckoutMode::Payment, Some(&[("price_points", 1)]));
-        let facts = facts_of(&[(2, completed(paid)), (1, completed(unpaid))]);
+        let facts = facts_of(&[(2, completed(paid)), (1, completed(unpaid.clone()))]);
         let checkout = facts.checkout.unwrap();
         assert!(checkout.paid);
         assert_eq!(checkout.line_items, Some(items(&[("price_points", 1)])));
+        let failed = Signal::CheckoutFailed {
+            session: unpaid.clone(),
+        };
+        let facts = facts_of(&[(2, failed), (1, completed(unpaid))]);
+        let checkout = facts.checkout.unwrap();
+        assert!(checkout.failed && !checkout.paid);
     }
 
     #[test]
-    fn refunds_count_once_and_the_charge_figure_when_larger() {
+    fn refunds_count_per_charge_once_and_the_charge_figure_when_larger() {
         let facts = facts_of(&[
             (1, refund(&[("re_1", 1000)], None)),
             (2, refund(&[("re_1", 1000)], Some((5000, 1000)))),
             (3, refund(&[("re_2", 500)], None)),
         ]);
         assert_eq!(facts.refunded(), 1500);
-        assert!(!facts.fully_refunded());
+        assert!(!facts.a_charge_fully_refunded());
         let facts = facts_of(&[(1, refund(&[], Some((5000, 5000))))]);
         assert_eq!(facts.refunded(), 5000);
-        assert!(facts.fully_refunded());
+        assert!(facts.a_charge_fully_refunded());
+        // Partial refunds of two charges never add up to a full one.
+        let facts = facts_of(&[
+            (1, refund_of("ch_a", &[("re_a", 2500)], Some((5000, 2500)))),
+            (2, refund_of("ch_b", &[("re_b", 2500)], Some((5000, 2500)))),
+        ]);
+        assert_eq!(facts.refunded(), 5000);
+        assert!(!facts.a_charge_fully_refunded());
     }
 
     #[test]
-    fn a_closed_dispute_is_not_reopened() {
-        let opened = Signal::DisputeOpened {
-            dispute: dispute("dp_1", "needs_response"),
-        };
-        let won = Signal::DisputeClosed {
-            dispute: dispute("dp_1", "won"),
-        };
-        let lost = Signal::DisputeClosed {
-            dispute: dispute("dp_2", "lost"),
-        };
-        let facts = facts_of(&[(2, won), (1, opened.clone()), (3, lost), (4, opened)]);
-        assert_eq!(
-            facts.disputes.into_iter().collect::<Vec<_>>(),
-            [
-                ("dp_1".to_owned(), DisputeOutcome::Won),
-                ("dp_2".to_owned(), DisputeOutcome::Lost)
-            ]
-        );
+    fn a_failed_refund_gives_back_what_it_took_in_any_order() {
+        let created = (1, refund(&[("re_1", 5000)], None));
+        let charge = (2, refund(&[], Some((5000, 5000))));
+        let failed = (3, refund(&[("re_1", -5000)], None));
+        for signals in [
+            vec![created.clone(), charge.clone(), failed.clone()],
+            vec![failed.clone(), charge.clone(), created.clone()],
+            vec![charge.clone(), failed.clone(), created.clone()],
+        ] {
+            let facts = facts_of(&signals);
+            assert_eq!(facts.refunded(), 0, "{signals:?}");
+            assert!(!facts.a_charge_fully_refunded());
+        }
+        // The charge's own figure after the failure is Stripe's word: it stands.
+        let facts = facts_of(&[created, failed, (4, refund(&[], Some((5000, 1000))))]);
+        assert_eq!(facts.refunded(), 1000);
+    }
+
+    #[test]
+    fn a_closed_dispute_is_not_reopened_and_a_lost_one_takes_its_charge() {
+        let facts = facts_of(&[
+            (2, dispute("dp_1", DisputeStatus::Won)),
+            (1, dispute("dp_1", DisputeStatus::Open)),
+            (3, dispute("dp_2", DisputeStatus::Lost)),
+            (4, dispute("dp_2", DisputeStatus::Open)),
+        ]);
+        let statuses: Vec<_> = facts.disputes.values().map(|d| d.status).collect();
+        assert_eq!(statuses, [DisputeStatus::Won, DisputeStatus::Lost]);
+        assert!(!facts.dispute_open());
+        assert!(facts.a_charge_fully_refunded());
+        assert_eq!(facts.refunded(), 5000);
     }
 
     #[test]
@@ -546,12 +862,7 @@ pub(super) mod tests {
                 invoice_paid("subscription_create", &[("price_business", 1)]),
             ),
             (4, refund(&[("re_1", 100)], Some((5000, 100)))),
-            (
-                5,
-                Signal::DisputeOpened {
-                    dispute: dispute("dp_1", "needs_response"),
-                },
-            ),
+            (5, dispute("dp_1", DisputeStatus::Open)),
         ];
         let once = facts_of(&signals);
         let mut twice = once.clone();
@@ -563,18 +874,13 @@ pub(super) mod tests {
 
     #[test]
     fn facts_round_trip_through_json_and_tolerate_missing_fields() {
-        let mut facts = facts_of(&[
+        let facts = facts_of(&[
             (
                 1,
                 completed(session(CheckoutMode::Payment, Some(&[("price_points", 2)]))),
             ),
             (2, refund(&[("re_1", 100)], Some((5000, 100)))),
-            (
-                3,
-                Signal::DisputeOpened {
-                    dispute: dispute("dp_1", "needs_response"),
-                },
-            ),
+            (3, dispute("dp_1", DisputeStatus::Open)),
             (
                 4,
                 updated(subscription(
@@ -583,14 +889,17 @@ pub(super) mod tests {
                 )),
             ),
         ]);
-        facts.customer_workspace = Some(7);
         let json = serde_json::to_value(&facts).unwrap();
         assert_eq!(serde_json::from_value::<Facts>(json).unwrap(), facts);
         assert_eq!(
             serde_json::from_str::<Facts>("{}").unwrap(),
             Facts::default()
         );
-        let partial: Facts = serde_json::from_str(r#"{"customer_workspace": 9}"#).unwrap();
-        assert_eq!(partial.customer_workspace, Some(9));
+        // Facts stored before these fields existed still read.
+        let old: Facts = serde_json::from_str(
+            r#"{"customer_workspace": 9, "subscription": {"stamp": {"created": 1, "event_id": "evt_1"}, "status": "active", "items": []}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.subscription.unwrap().cancel_at, None);
     }
 }

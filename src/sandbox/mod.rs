@@ -193,10 +193,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub fn router(config: SandboxConfig) -> (Router, SandboxHandle) {
     let handle = SandboxHandle::new(config);
     let workspace = "/partner/workspace/{id}";
-    let calls = CallKind::ALL
+    let calls = CallKind::WRITES
         .into_iter()
         .fold(Router::new(), |router, kind| {
-            router.route(&kind.route().path, call_handler(kind))
+            let route = kind.route().expect("every write has a route");
+            router.route(&route.path, call_handler(kind))
         });
     let partner = calls
         .route(workspace, get(get_workspace))
@@ -246,7 +247,8 @@ pub async fn serve(
 
 /// Where each kind of call is served: at its route in the contract.
 fn call_handler(kind: CallKind) -> MethodRouter<SandboxHandle> {
-    let method = MethodFilter::try_from(kind.route().method).expect("the contract's methods");
+    let route = kind.route().expect("every write has a route");
+    let method = MethodFilter::try_from(route.method).expect("the contract's methods");
     match kind {
         CallKind::Create => on(method, create_workspace),
         CallKind::CreateForExistingUser => on(method, create_for_existing_user),
@@ -260,6 +262,9 @@ fn call_handler(kind: CallKind) -> MethodRouter<SandboxHandle> {
         CallKind::EnableAutoRenew => on(method, enable_auto_renew),
         CallKind::DisableAutoRenew => on(method, disable_auto_renew),
         CallKind::Delete => on(method, delete_workspace),
+        CallKind::ClaimWorkspace | CallKind::ReuseWorkspace => {
+            unreachable!("not a write of the contract")
+        }
     }
 }
 

@@ -10,5 +10,7 @@ mod flow;
 mod fuzz;
 mod processing;
 mod resilience;
+mod stripe_reads;
 mod test_app;
 mod webhook;
+mod workspaces;

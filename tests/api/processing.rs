@@ -85,8 +85,12 @@ fn subscription_story_calls() -> Vec<QueuedCall> {
             json!({"plan": "business_plus", "auto_renew": "yes"}),
         ),
         call("add-addon", json!({"addon": "bot", "qty": 2})),
+        // past_due: paused, and UChat must not renew from partner credit meanwhile.
         call("pause", Value::Null),
+        call("disable-auto-renew", Value::Null),
         call("active", Value::Null),
+        call("enable-auto-renew", Value::Null),
+        // canceled: the on_cancel steps.
         call("pause", Value::Null),
         call("disable-auto-renew", Value::Null),
     ]
@@ -107,6 +111,11 @@ fn points_story() -> Vec<Vec<u8>> {
 fn points_story_calls() -> Vec<QueuedCall> {
     let session = story::POINTS_SESSION;
     vec![
+        // The buyer named workspace 4242: it is used once UChat shows them as its owner.
+        call(
+            "claim-workspace",
+            json!({"workspace_id": 4242, "email": "billz@supabase.io"}),
+        ),
         call(
             "topup-points",
             json!({"points": 2000, "note": format!("Stripe checkout {session}")}),

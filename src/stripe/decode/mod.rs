@@ -13,16 +13,18 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use crate::domain::{
-    CheckoutMode, CheckoutSession, Dispute, Invoice, LineItem, Refund, Signal, Stamp, Subscription,
-    SubscriptionStatus,
+    CheckoutMode, CheckoutSession, Dispute, DisputeStatus, Invoice, LineItem, Refund, RefundLine,
+    Signal, Stamp, Subscription, SubscriptionStatus,
 };
 
 /// Metadata key, on subscriptions and checkout sessions, naming the buyer's existing workspace.
 const WORKSPACE_METADATA_KEY: &str = "uchat_workspace_id";
 
 /// The event types the processor acts on; any other authentic event is stored as ignored.
-/// `Event::signal` answers `None` for every other type.
-pub const ACTED_ON: [&str; 17] = [
+/// `Event::signal` answers `None` for every other type. Not among them:
+/// `customer.subscription.pending_update_expired`, since a pending update that expired
+/// changed nothing.
+pub const ACTED_ON: [&str; 22] = [
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
@@ -34,12 +36,17 @@ pub const ACTED_ON: [&str; 17] = [
     "invoice.payment_failed",
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
     "charge.refunded",
     "refund.created",
     "refund.updated",
+    "refund.failed",
     "charge.refund.updated",
     "charge.dispute.created",
+    "charge.dispute.updated",
     "charge.dispute.closed",
+    "charge.dispute.funds_reinstated",
+    "charge.dispute.funds_withdrawn",
 ];
 
 pub fn acts_on(event_type: &str) -> bool {
@@ -197,12 +204,22 @@ impl Event {
                 checkout_session(o, workspace_id_field)
                     .map(|session| Signal::CheckoutCompleted { session })
             }
+            "checkout.session.async_payment_failed" => checkout_session(o, workspace_id_field)
+                .map(|session| Signal::CheckoutFailed { session }),
             "charge.refunded" => charge_refunds(o).map(|refund| Signal::Refund { refund }),
-            "refund.created" | "refund.updated" | "charge.refund.updated" => {
+            "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated" => {
                 single_refund(o).map(|refund| Signal::Refund { refund })
             }
-            "charge.dispute.created" => dispute(o).map(|dispute| Signal::DisputeOpened { dispute }),
-            "charge.dispute.closed" => dispute(o).map(|dispute| Signal::DisputeClosed { dispute }),
+            "charge.dispute.created"
+            | "charge.dispute.updated"
+            | "charge.dispute.closed"
+            | "charge.dispute.funds_withdrawn" => {
+                dispute(o, None).map(|dispute| Signal::Dispute { dispute })
+            }
+            // Funds come back only to the merchant who won, whatever the status says yet.
+            "charge.dispute.funds_reinstated" => {
+                dispute(o, Some(DisputeStatus::Won)).map(|dispute| Signal::Dispute { dispute })
+            }
             _ => return Ok(None),
         };
         decoded.map(Some).map_err(|reason| DecodeError::Unusable {
@@ -215,7 +232,7 @@ impl Event {
 // Decoders of `data.object`. They return the reason as a bare string; `signal` adds the
 // event type.
 
-fn subscription(o: &Value) -> Result<Subscription, String> {
+pub(crate) fn subscription(o: &Value) -> Result<Subscription, String> {
     // The subscription is the order's whole desired state: reading a missing status or item
     // list as "none" could deprovision a paying buyer, so those stop the event instead.
     let items = o["items"]["data"]
@@ -228,6 +245,8 @@ fn subscription(o: &Value) -> Result<Subscription, String> {
         items: items.iter().filter_map(line_item).collect(),
         pause_collection: !o["pause_collection"].is_null(),
         cancel_at_period_end: flag(&o["cancel_at_period_end"]),
+        cancel_at: o["cancel_at"].as_i64(),
+        trial_end: o["trial_end"].as_i64(),
         workspace_id: text(&o["metadata"][WORKSPACE_METADATA_KEY]),
     })
 }
@@ -346,42 +365,58 @@ fn charge_refunds(charge: &Value) -> Result<Refund, String> {
         amount_refunded: charge["amount_refunded"].as_i64(),
         refunds: list(&charge["refunds"])
             .iter()
-            .filter_map(counted_refund)
+            .filter_map(refund_line)
             .collect(),
     })
 }
 
-/// `refund.*` events carry one refund, which knows its charge but not the customer.
+/// `refund.*` events carry one refund, which knows its charge (and, lately, its customer).
 fn single_refund(refund: &Value) -> Result<Refund, String> {
     // The refund id is what lets the order count this refund once, however often it is sent.
     required(refund, "id")?;
     Ok(Refund {
-        customer: None,
+        customer: id_of(&refund["customer"]),
         charge: id_of(&refund["charge"]),
         payment_intent: id_of(&refund["payment_intent"]),
         invoice: None,
         charge_amount: None,
         amount_refunded: None,
-        refunds: counted_refund(refund).into_iter().collect(),
+        refunds: refund_line(refund).into_iter().collect(),
     })
 }
 
-/// (id, amount) of a refund that returned, or is returning, money. Failed and canceled
-/// refunds returned none, so they must not count against the order.
-fn counted_refund(refund: &Value) -> Option<(String, i64)> {
-    if matches!(refund["status"].as_str(), Some("failed" | "canceled")) {
-        return None;
-    }
-    Some((text(&refund["id"])?, refund["amount"].as_i64()?))
+/// A refund and whether it returned money: a `failed` or `canceled` refund returned none,
+/// and takes back what its creation counted.
+fn refund_line(refund: &Value) -> Option<RefundLine> {
+    Some(RefundLine {
+        id: short(&refund["id"])?,
+        amount: refund["amount"].as_i64()?,
+        reversed: matches!(refund["status"].as_str(), Some("failed" | "canceled")),
+    })
 }
 
-fn dispute(o: &Value) -> Result<Dispute, String> {
+/// `status` overrides the object's status (a funds event says more than it).
+fn dispute(o: &Value, status: Option<DisputeStatus>) -> Result<Dispute, String> {
+    let id = required(o, "id")?;
+    let status = match status {
+        Some(status) => status,
+        // Won or lost only by its status: without one there is no answer.
+        None => match required(o, "status")?.as_str() {
+            "won" | "warning_closed" | "prevented" => DisputeStatus::Won,
+            "lost" => DisputeStatus::Lost,
+            // needs_response, warning_needs_response, under_review, warning_under_review,
+            // and any status Stripe adds: still open.
+            _ => DisputeStatus::Open,
+        },
+    };
     Ok(Dispute {
-        id: required(o, "id")?,
+        id,
         charge: id_of(&o["charge"]),
         payment_intent: id_of(&o["payment_intent"]),
-        // A closed dispute is won or lost only by its status: without one there is no answer.
-        status: required(o, "status")?,
+        invoice: None,
+        customer: None,
+        amount: o["amount"].as_i64(),
+        status,
     })
 }
 
@@ -398,13 +433,13 @@ fn short(v: &Value) -> Option<String> {
 }
 
 /// A string, trimmed; empty strings and non-strings are absent.
-fn text(v: &Value) -> Option<String> {
+pub(crate) fn text(v: &Value) -> Option<String> {
     let s = v.as_str()?.trim();
     (!s.is_empty()).then(|| s.to_owned())
 }
 
 /// An id, given as `"id"` or, when the field was expanded, as an object with an `id`.
-fn id_of(v: &Value) -> Option<String> {
+pub(crate) fn id_of(v: &Value) -> Option<String> {
     match v {
         Value::Object(_) => short(&v["id"]),
         _ => short(v),
@@ -416,7 +451,7 @@ fn flag(v: &Value) -> bool {
 }
 
 /// The `data` of a Stripe list object; empty when the list is missing or malformed.
-fn list(v: &Value) -> &[Value] {
+pub(crate) fn list(v: &Value) -> &[Value] {
     v["data"].as_array().map(Vec::as_slice).unwrap_or_default()
 }
 

@@ -178,6 +178,8 @@ fn subscription_updated_2020() {
             items: vec![line("price_1IDQm5JDPojXS6LNM31hxKzp", 1)],
             pause_collection: false,
             cancel_at_period_end: false,
+            cancel_at: None,
+            trial_end: None,
             workspace_id: None,
         }
     );
@@ -217,7 +219,7 @@ fn charge_refunded_2020() {
             invoice: some("in_1KJdKkJDPojXS6LNSwSWkZSN"),
             charge_amount: Some(2500),
             amount_refunded: Some(2500),
-            refunds: vec![("re_3Kl36gJDPojXS6LN0eP4yPDz".into(), 2500)],
+            refunds: vec![counted("re_3Kl36gJDPojXS6LN0eP4yPDz", 2500)],
         }
     );
 }
@@ -237,15 +239,23 @@ fn refund_created_2020() {
             invoice: None,
             charge_amount: None,
             amount_refunded: None,
-            refunds: vec![("re_1Nispe2eZvKYlo2Cd31jOCgZ".into(), 1000)],
+            refunds: vec![counted("re_1Nispe2eZvKYlo2Cd31jOCgZ", 1000)],
         }
     );
 }
 
+fn counted(id: &str, amount: i64) -> RefundLine {
+    RefundLine {
+        id: id.into(),
+        amount,
+        reversed: false,
+    }
+}
+
 #[test]
-fn failed_and_canceled_refunds_do_not_count() {
+fn failed_and_canceled_refunds_are_reversed() {
     for status in ["failed", "canceled"] {
-        for event_type in ["refund.updated", "charge.refund.updated"] {
+        for event_type in ["refund.updated", "refund.failed", "charge.refund.updated"] {
             let event = with_type(
                 patched(
                     json_of(sample!("refund.created.json")),
@@ -256,7 +266,14 @@ fn failed_and_canceled_refunds_do_not_count() {
             let Some(Signal::Refund { refund }) = decode(&event).unwrap() else {
                 panic!("not a refund signal");
             };
-            assert!(refund.refunds.is_empty(), "{status} refund counted");
+            assert_eq!(
+                refund.refunds,
+                [RefundLine {
+                    reversed: true,
+                    ..counted("re_1Nispe2eZvKYlo2Cd31jOCgZ", 1000)
+                }],
+                "{status} refund counted"
+            );
         }
     }
     let charge = patched(
@@ -272,38 +289,108 @@ fn failed_and_canceled_refunds_do_not_count() {
     };
     assert_eq!(
         refund.refunds,
-        vec![("re_ok".into(), 100), ("re_pending".into(), 50)]
+        vec![
+            counted("re_ok", 100),
+            counted("re_pending", 50),
+            RefundLine {
+                reversed: true,
+                ..counted("re_failed", 900)
+            }
+        ]
     );
 }
 
 #[test]
-fn dispute_created_2020_and_closed() {
+fn dispute_created_2020_and_each_status() {
+    let opened = json_of(sample!("charge.dispute.created.json"));
+    let amount = opened["data"]["object"]["amount"].as_i64();
     let expected = Dispute {
         id: "dp_1MLuxQJDPojXS6LNrukJCBBG".into(),
         charge: some("ch_1IqtGAJDPojXS6LNstgEfUji"),
         payment_intent: some("pi_1IqtG9JDPojXS6LNOGnYrIqq"),
-        status: "warning_needs_response".into(),
+        invoice: None,
+        customer: None,
+        amount,
+        status: DisputeStatus::Open,
     };
-    let opened = json_of(sample!("charge.dispute.created.json"));
     assert_eq!(
         decode(&opened),
-        Ok(Some(Signal::DisputeOpened {
+        Ok(Some(Signal::Dispute {
             dispute: expected.clone()
         }))
     );
-    let closed = patched(
-        with_type(opened, "charge.dispute.closed"),
-        json!({ "status": "lost" }),
+    for (event_type, status, meaning) in [
+        (
+            "charge.dispute.updated",
+            "needs_response",
+            DisputeStatus::Open,
+        ),
+        (
+            "charge.dispute.updated",
+            "under_review",
+            DisputeStatus::Open,
+        ),
+        (
+            "charge.dispute.updated",
+            "warning_under_review",
+            DisputeStatus::Open,
+        ),
+        ("charge.dispute.closed", "won", DisputeStatus::Won),
+        (
+            "charge.dispute.closed",
+            "warning_closed",
+            DisputeStatus::Won,
+        ),
+        ("charge.dispute.closed", "prevented", DisputeStatus::Won),
+        ("charge.dispute.closed", "lost", DisputeStatus::Lost),
+        (
+            "charge.dispute.funds_reinstated",
+            "under_review",
+            DisputeStatus::Won,
+        ),
+        (
+            "charge.dispute.funds_withdrawn",
+            "needs_response",
+            DisputeStatus::Open,
+        ),
+    ] {
+        let event = patched(
+            with_type(opened.clone(), event_type),
+            json!({ "status": status }),
+        );
+        assert_eq!(
+            decode(&event),
+            Ok(Some(Signal::Dispute {
+                dispute: Dispute {
+                    status: meaning,
+                    ..expected.clone()
+                }
+            })),
+            "{event_type} {status}"
+        );
+    }
+}
+
+#[test]
+fn an_async_payment_failure_is_a_failed_checkout() {
+    let event = with_type(
+        json_of(sample!("checkout.session.completed.json")),
+        "checkout.session.async_payment_failed",
     );
-    assert_eq!(
-        decode(&closed),
-        Ok(Some(Signal::DisputeClosed {
-            dispute: Dispute {
-                status: "lost".into(),
-                ..expected
-            }
-        }))
+    let Some(Signal::CheckoutFailed { session }) = decode(&event).unwrap() else {
+        panic!("not a failed checkout");
+    };
+    assert_eq!(session.mode, CheckoutMode::Payment);
+}
+
+#[test]
+fn a_pending_update_that_expired_is_not_acted_on() {
+    let event = with_type(
+        json_of(sample!("customer.subscription.updated.json")),
+        "customer.subscription.pending_update_expired",
     );
+    assert_eq!(decode(&event), Ok(None));
+    assert!(!acts_on("customer.subscription.pending_update_expired"));
 }
 
 #[test]
@@ -454,6 +541,8 @@ fn fixture_subscription_2026() {
             items: vec![line("price_1PgafmB7WZ01zgkW6dKueIc5", 1)],
             pause_collection: true,
             cancel_at_period_end: true,
+            cancel_at: Some(1234567890),
+            trial_end: Some(1234567890),
             workspace_id: None,
         }
     );
@@ -487,19 +576,22 @@ fn fixture_charge_refund_and_dispute_2026() {
                 invoice: None,
                 charge_amount: None,
                 amount_refunded: None,
-                refunds: vec![("re_1Pgc72B7WZ01zgkWqPvrRrPE".into(), 100)],
+                refunds: vec![counted("re_1Pgc72B7WZ01zgkWqPvrRrPE", 100)],
             }
         }))
     );
     let dispute = decode(&envelope("charge.dispute.closed", fixture("dispute")));
     assert_eq!(
         dispute,
-        Ok(Some(Signal::DisputeClosed {
+        Ok(Some(Signal::Dispute {
             dispute: Dispute {
                 id: "dp_1Pgc71B7WZ01zgkWMevJiAUx".into(),
                 charge: some("ch_1PgafuB7WZ01zgkWXYmPNZs8"),
                 payment_intent: None,
-                status: "warning_needs_response".into(),
+                invoice: None,
+                customer: None,
+                amount: Some(1000),
+                status: DisputeStatus::Open,
             }
         }))
     );

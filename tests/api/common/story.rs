@@ -242,3 +242,32 @@ pub fn refund_created(id: &str, created: i64, refund: &str, amount: i64) -> Vec<
     object["payment_intent"] = json!(POINTS_PAYMENT);
     bytes(event)
 }
+
+/// `event` with `patch`'s keys set on its `data.object`.
+pub fn patched(event: Vec<u8>, patch: Value) -> Vec<u8> {
+    let mut event: Value = serde_json::from_slice(&event).unwrap();
+    if let (Some(object), Value::Object(patch)) = (event["data"]["object"].as_object_mut(), patch) {
+        object.extend(patch);
+    }
+    bytes(event)
+}
+
+/// A subscription sale of `buyer`, as Stripe reports it: Checkout completed, then the
+/// subscription created active on `items`, at `created` and the second after.
+pub fn subscription_sale(
+    buyer: &Buyer,
+    id: &str,
+    created: i64,
+    items: &[(&'static str, u32)],
+) -> Vec<Vec<u8>> {
+    vec![
+        subscription_checkout_of(buyer, &format!("{id}_checkout"), created),
+        subscription_of(
+            buyer,
+            &format!("{id}_created"),
+            "customer.subscription.created",
+            created + 1,
+            &Sub::active(items),
+        ),
+    ]
+}
