@@ -97,6 +97,11 @@ impl Processor {
         }
     }
 
+    /// How long a stored event rests before it is applied.
+    pub fn settle(&self) -> Duration {
+        self.settle
+    }
+
     /// Ring it when an event is stored: an idle processor then looks at once.
     pub fn arrivals(&self) -> Arc<Notify> {
         self.arrivals.clone()
@@ -104,10 +109,8 @@ impl Processor {
 
     /// Processes events until told to stop; database outages are waited out.
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        tracing::info!(
-            settle_ms = self.settle.as_millis() as u64,
-            "event processor started"
-        );
+        // Several loops run in one process; the process says once that they started.
+        tracing::debug!("event processor loop started");
         while !*stop.borrow() {
             let pause = match self.process_next().await {
                 Ok(Step::Handled | Step::Waits) => continue,
@@ -123,7 +126,7 @@ impl Processor {
                 _ = stop.changed() => {}
             }
         }
-        tracing::info!("event processor stopped");
+        tracing::debug!("event processor loop stopped");
     }
 
     /// Processes every settled pending event, then returns how many it handled.

@@ -110,6 +110,11 @@ impl Application {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut background = tokio::task::JoinSet::new();
         if self.background_work {
+            tracing::info!(
+                loops = PROCESSOR_LOOPS,
+                settle_ms = self.processor.settle().as_millis() as u64,
+                "event processor started"
+            );
             for _ in 0..PROCESSOR_LOOPS {
                 background.spawn(self.processor.clone().run(stopped.clone()));
             }

@@ -27,7 +27,16 @@ pub async fn prepare(database_url: &str, pool: &PgPool) -> anyhow::Result<()> {
         tracing::info!("creating the database");
         Postgres::create_database(database_url).await?;
     }
-    sqlx::migrate!("./migrations").run(pool).await?;
+    // The migrator creates its table `IF NOT EXISTS`, which makes Postgres send a notice
+    // ("already exists, skipping") at every start: this connection hears warnings only.
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET client_min_messages TO warning")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::migrate!("./migrations").run(&mut *conn).await?;
+    sqlx::query("RESET client_min_messages")
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
