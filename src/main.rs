@@ -9,6 +9,7 @@ use uchat_billing::demo::{self, DemoOptions};
 use uchat_billing::env::Env;
 use uchat_billing::plan::Catalog;
 use uchat_billing::sandbox::{self, SandboxConfig};
+use uchat_billing::start_error::{listen, StartError};
 use uchat_billing::startup::{self, Application};
 use uchat_billing::{db, dry_run, telemetry};
 
@@ -35,14 +36,19 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         bind: SocketAddr,
     },
-    /// Start the service and the sandbox against the local Postgres, post a short signed
-    /// Stripe story, and print each partner call and the final sandbox state.
+    /// Start the service and the sandbox on a throwaway database of the Postgres server
+    /// DATABASE_URL names (created now, dropped at exit), post a short signed Stripe
+    /// story, and print each partner call and the final sandbox state. SANDBOX_*
+    /// variables set the sandbox's faults; BIND_ADDR is not read.
     Demo {
-        /// Leave the service and sandbox up afterwards, with curl lines to try more.
+        /// Leave the service, the sandbox and the database up afterwards (until Ctrl-C),
+        /// with lines to try more.
         #[arg(long)]
         keep_running: bool,
+        /// Where the service listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
+        /// Where the UChat sandbox listens.
         #[arg(long, default_value = "127.0.0.1:8090")]
         sandbox_bind: SocketAddr,
     },
@@ -90,11 +96,11 @@ impl Job {
         Some(match command {
             Command::Serve => Job::Serve(Config::read(env)?),
             Command::Worker => Job::Worker {
-                database_url: env.text(&config::DATABASE_URL),
+                database_url: config::database_url(env),
                 delivery: Delivery::read(env)?,
             },
             Command::Migrate => Job::Migrate {
-                database_url: env.text(&config::DATABASE_URL),
+                database_url: config::database_url(env),
             },
             Command::Sandbox { bind } => Job::Sandbox {
                 bind,
@@ -105,10 +111,11 @@ impl Job {
                 bind,
                 sandbox_bind,
             } => Job::Demo(DemoOptions {
-                database_url: env.text(&config::DATABASE_URL),
+                database_url: config::database_url(env),
                 bind,
                 sandbox_bind,
                 keep_running,
+                sandbox: SandboxConfig::read(env),
             }),
             Command::CheckCatalog { path } => {
                 Job::CheckCatalog(path.unwrap_or_else(|| env.text(&config::CATALOG_PATH).into()))
@@ -156,10 +163,17 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        // A database or port the settings name that will not do: like a bad setting.
+        Err(error) => match error.downcast_ref::<StartError>() {
+            Some(problems) => {
+                eprint!("{problems}");
+                ExitCode::from(CONFIG_ERROR)
+            }
+            None => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -168,9 +182,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     app.run(startup::shutdown_signal()).await
 }
 
+/// Creates the database if needed and applies the migrations, or says why it cannot.
+async fn prepare(database_url: &str, pool: &sqlx::PgPool) -> Result<(), StartError> {
+    db::prepare(database_url, pool)
+        .await
+        .map_err(|error| StartError::database(config::DATABASE_URL.name, database_url, &error))
+}
+
 async fn work(database_url: &str, delivery: Delivery) -> anyhow::Result<()> {
     let pool = db::pool(database_url, delivery.settings.concurrency as u32 + 2)?;
-    db::prepare(database_url, &pool).await?;
+    prepare(database_url, &pool).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // A worker alone serves no /metrics: its tries are in the attempts table.
     let metrics = Default::default();
@@ -183,14 +204,14 @@ async fn work(database_url: &str, delivery: Delivery) -> anyhow::Result<()> {
 }
 
 async fn run_sandbox(bind: SocketAddr, config: SandboxConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let listener = listen("--bind", bind).await?;
     sandbox::serve(listener, config, startup::shutdown_signal()).await?;
     Ok(())
 }
 
 async fn migrate(database_url: &str) -> anyhow::Result<()> {
     let pool = db::pool(database_url, 1)?;
-    db::prepare(database_url, &pool).await?;
+    prepare(database_url, &pool).await?;
     tracing::info!("database is up to date");
     Ok(())
 }

@@ -418,6 +418,16 @@ pub async fn since(pool: &PgPool, after: i64) -> Result<Vec<CallRecord>, sqlx::E
     .await
 }
 
+/// Every call not yet succeeded nor canceled, in their orders' sequence.
+pub async fn unfinished(pool: &PgPool) -> Result<Vec<CallRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS} FROM partner_calls c
+         WHERE c.status NOT IN ('succeeded', 'canceled') ORDER BY c.order_id, c.position"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
 /// The id of the last call queued; 0 before the first.
 pub async fn last_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM partner_calls")
