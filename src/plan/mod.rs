@@ -5,6 +5,7 @@
 //! should be in, as another `Provisioned`, and lists the partner calls that get it there.
 //! It is pure and total: no I/O, and every input has an answer.
 
+pub mod canceled;
 pub mod catalog;
 pub mod facts;
 
