@@ -217,9 +217,16 @@ async fn migrate(database_url: &str) -> anyhow::Result<()> {
 }
 
 fn check_catalog(path: &Path) -> ExitCode {
-    match Catalog::load(path) {
-        Ok(catalog) => {
-            println!("{}: ok, {} prices", path.display(), catalog.price_count());
+    match Catalog::check_file(path) {
+        Ok(checked) => {
+            for warning in &checked.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "{}: ok, {} prices",
+                path.display(),
+                checked.catalog.price_count()
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -191,6 +191,37 @@ fn check_catalog_accepts_the_example_and_names_the_line_of_each_problem() {
 }
 
 #[test]
+fn check_catalog_refuses_an_empty_catalog_and_warns_on_a_product_id() {
+    let dir = std::env::temp_dir().join(format!("check-catalog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let output = command().arg("check-catalog").arg(&path).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let (code, stderr) = check("empty.toml", "# to do\n");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("sells nothing"), "{stderr}");
+
+    let (code, stderr) = check(
+        "product.toml",
+        "[[price]]\nstripe_price = \"prod_Q1\"\nplan = \"business\"\n",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, Some(0), "a warning is not a problem: {stderr}");
+    assert!(
+        stderr.starts_with("warning: ")
+            && stderr.contains("line 2")
+            && stderr.contains("product id"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn plan_prints_the_calls_of_events_from_an_empty_start() {
     let dir = std::env::temp_dir().join(format!("plan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
