@@ -58,7 +58,9 @@ enum Command {
         path: Option<PathBuf>,
     },
     /// Print, as JSON, the partner calls these Stripe events would produce from an empty
-    /// start, applied as one order in Stripe's order. Touches no database and no API.
+    /// start: applied in Stripe's order, each to its order (events sharing a Stripe id
+    /// are one order, as in the service), every call taken to succeed. Touches no
+    /// database and no API.
     Plan {
         #[arg(long)]
         catalog: PathBuf,
@@ -247,7 +249,7 @@ fn print_plan(catalog: &Path, events: &[PathBuf]) -> ExitCode {
     let mut bodies = Vec::new();
     for path in events {
         match std::fs::read(path) {
-            Ok(body) => bodies.push(body),
+            Ok(body) => bodies.push((path.display().to_string(), body)),
             Err(error) => {
                 eprintln!("{}: {error}", path.display());
                 return ExitCode::from(CONFIG_ERROR);

@@ -274,3 +274,147 @@ fn plan_prints_the_calls_of_events_from_an_empty_start() {
         serde_json::json!({"plan": "business", "auto_renew": "yes"})
     );
 }
+
+/// The example story's files, in their order.
+fn example_events() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/events");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn plan_turns_the_example_story_into_its_calls() {
+    let output = command()
+        .arg("plan")
+        .arg("--catalog")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.example.toml"))
+        .args(example_events())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let steps: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let steps: Vec<(u64, &str, Vec<serde_json::Value>, &str)> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            let calls = step["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|call| serde_json::json!([call["kind"], call["body"]]))
+                .collect();
+            (
+                step["order"].as_u64().unwrap(),
+                step["event_type"].as_str().unwrap(),
+                calls,
+                step["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    use serde_json::json;
+    let grace = json!({"email": "grace@example.com", "name": "Grace Hopper",
+                       "require_email_verification": "no", "team_name": "Grace Hopper"});
+    let points_note = "Stripe checkout cs_test_b1TGracePoints1000";
+    assert_eq!(
+        steps,
+        vec![
+            (1, "checkout.session.completed", vec![], "pending"),
+            (
+                1,
+                "customer.subscription.created",
+                vec![
+                    json!(["create", grace]),
+                    json!(["change-plan", {"plan": "business", "auto_renew": "yes"}]),
+                ],
+                "active"
+            ),
+            (1, "invoice.paid", vec![], "active"),
+            (
+                1,
+                "customer.subscription.updated",
+                vec![
+                    json!(["change-plan", {"plan": "business_plus", "auto_renew": "yes"}]),
+                    json!(["add-addon", {"addon": "bot", "qty": 2}]),
+                ],
+                "active"
+            ),
+            (
+                2,
+                "checkout.session.completed",
+                vec![json!(["topup-points", {"points": 1000, "note": points_note}])],
+                "active"
+            ),
+            (
+                2,
+                "charge.refunded",
+                vec![
+                    json!(["deduct-points", {"points": 500, "note": format!("refund of {points_note}")}])
+                ],
+                "active"
+            ),
+            (
+                1,
+                "customer.subscription.deleted",
+                vec![json!(["pause", null]), json!(["disable-auto-renew", null])],
+                "canceled"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn plan_names_the_file_it_cannot_read_as_an_event() {
+    let not_an_event = common::samples_dir().join("invoice.payment_failed.object.json");
+    let output = command()
+        .arg("plan")
+        .arg("--catalog")
+        .arg(common::fixture_path("catalog.toml"))
+        .arg(&example_events()[0])
+        .arg(&not_an_event)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!("{}: ", not_an_event.display())),
+        "{stderr}"
+    );
+}
+
+// Multi-threaded: the script runs blocking, while the app answers on other threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_script_signs_and_posts_every_event_once() {
+    let app = common::spawn_app().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/post-events.sh");
+    for round in 0..2 {
+        let output = Command::new("bash")
+            .arg(script)
+            .args(example_events())
+            .env("BASE", &app.address)
+            .env("STRIPE_WEBHOOK_SECRET", common::WEBHOOK_SECRET)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "round {round}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            stdout.matches(r#"{"received":true}"#).count(),
+            7,
+            "{stdout}"
+        );
+        assert_eq!(app.event_count().await, 7, "stored once each");
+    }
+}
