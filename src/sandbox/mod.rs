@@ -1,5 +1,5 @@
 //! The sandbox: a stateful fake of the UChat Partner API
-//! (`shared/uchat-partner-api.md`) for tests and local runs. It speaks the
+//! (`docs/uchat-partner-api.md`) for tests and local runs. It speaks the
 //! contract only and uses nothing else of the service but its environment reader: its
 //! write routes are those of the contract's call kinds ([`CallKind::route`]), the
 //! client's own.
