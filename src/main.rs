@@ -11,6 +11,7 @@ use uchat_billing::plan::Catalog;
 use uchat_billing::sandbox::{self, SandboxConfig};
 use uchat_billing::start_error::{listen, StartError};
 use uchat_billing::startup::{self, Application};
+use uchat_billing::telemetry::LogTo;
 use uchat_billing::{db, dry_run, telemetry};
 
 /// Turns Stripe payment events into UChat partner provisioning.
@@ -134,8 +135,9 @@ const CONFIG_ERROR: u8 = 2;
 async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let command = Cli::parse().command.unwrap_or(Command::Serve);
-    // The demo prints its own story; only warnings and errors log, unless RUST_LOG says.
-    let quiet = matches!(command, Command::Demo { .. });
+    // The demo prints its own story on stdout; only warnings and errors log, to stderr,
+    // unless RUST_LOG says otherwise.
+    let demo = matches!(command, Command::Demo { .. });
 
     // Everything the command needs from the environment is read before anything starts,
     // so every problem is printed at once, one line each.
@@ -149,7 +151,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    telemetry::init(log_format, if quiet { "warn" } else { "info" });
+    if demo {
+        telemetry::init(log_format, "warn", LogTo::Stderr);
+    } else {
+        telemetry::init(log_format, "info", LogTo::Stdout);
+    }
 
     let result = match job {
         Job::Serve(config) => serve(config).await,

@@ -51,7 +51,11 @@ fn assert_the_story_ran(output: &Output) -> String {
         .split("Final sandbox state:")
         .nth(1)
         .expect("the final state is printed");
-    let state: serde_json::Value = serde_json::from_str(state.trim()).unwrap();
+    let state: serde_json::Value = serde_json::Deserializer::from_str(state)
+        .into_iter()
+        .next()
+        .expect("a JSON state follows")
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
     let workspaces = state["workspaces"].as_array().unwrap();
     assert_eq!(workspaces.len(), 1, "{state}");
     let workspace = &workspaces[0];
