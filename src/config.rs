@@ -13,6 +13,7 @@ use crate::env::{Env, Unset, Var};
 use crate::partner::PartnerClient;
 use crate::plan::Catalog;
 use crate::secret::Secret;
+use crate::start_error::masked;
 use crate::stripe::api::{self, StripeApi};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/uchat_billing";
@@ -278,7 +279,7 @@ impl Config {
         let metrics_public = flag(env, &METRICS_PUBLIC);
 
         Some(Config {
-            database_url: env.text(&DATABASE_URL),
+            database_url: database_url(env),
             bind_addr,
             webhook_secrets,
             catalog: Arc::new(catalog?),
@@ -290,6 +291,41 @@ impl Config {
             background_work,
         })
     }
+}
+
+/// `DATABASE_URL`, checked: a `postgres://` (or `postgresql://`) URL the driver accepts.
+/// A problem is reported with the password masked; the value is returned all the same.
+pub fn database_url(env: &mut Env) -> String {
+    let url = env.text(&DATABASE_URL);
+    let name = DATABASE_URL.name;
+    let expected = "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
+    let problem = match reqwest::Url::parse(&url) {
+        // Shown only when it cannot hold a password.
+        Err(_) if !url.contains('@') => {
+            Some(format!("{name} `{url}` is not a URL (expected {expected})"))
+        }
+        Err(_) => Some(format!("{name} is not a URL (expected {expected})")),
+        Ok(parsed) if !matches!(parsed.scheme(), "postgres" | "postgresql") => Some(format!(
+            "{name} must be a Postgres URL ({expected}), not {}://...",
+            parsed.scheme()
+        )),
+        Ok(_) => sqlx::postgres::PgConnectOptions::from_str(&url)
+            .err()
+            .map(|error| format!("{name} {}: {}", masked(&url), innermost(&error))),
+    };
+    if let Some(problem) = problem {
+        env.report(problem);
+    }
+    url
+}
+
+/// The last cause of an error: the driver wraps its own messages in the same words.
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 /// `true` or `false`.
@@ -486,6 +522,36 @@ mod tests {
         assert!(
             errors.0[0].starts_with("LEASE_SECS must be longer"),
             "{errors}"
+        );
+    }
+
+    #[test]
+    fn the_database_url_must_be_a_postgres_url_and_its_password_is_never_shown() {
+        let problem = |url: &str| {
+            let mut env = Env::new({
+                let url = url.to_owned();
+                move |name| (name == "DATABASE_URL").then(|| url.clone())
+            });
+            assert_eq!(database_url(&mut env), url);
+            env.finish(Some(())).err().map(|errors| errors.0.join("\n"))
+        };
+        assert_eq!(problem("postgresql://app:pw@db.internal/billing"), None);
+        assert_eq!(
+            problem("not-a-url").unwrap(),
+            "DATABASE_URL `not-a-url` is not a URL (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)"
+        );
+        let at_sign = problem("app:s3cret@db").unwrap();
+        assert!(!at_sign.contains("s3cret"), "{at_sign}");
+        let mysql = problem("mysql://root:s3cret@db/billing").unwrap();
+        assert!(
+            mysql.starts_with("DATABASE_URL must be a Postgres URL"),
+            "{mysql}"
+        );
+        assert!(!mysql.contains("s3cret"), "{mysql}");
+        let option = problem("postgres://app:s3cret@db/billing?sslmode=sometimes").unwrap();
+        assert_eq!(
+            option,
+            "DATABASE_URL postgres://app:***@db/billing?sslmode=sometimes: unknown value \"sometimes\" for `ssl_mode`"
         );
     }
 

@@ -1,17 +1,23 @@
 //! What events would do, without doing it: the planner's answer as operators and the
 //! `plan` command show it.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::partner::{Call, CallKind};
-use crate::plan::{self, Catalog, Facts, OrderStatus, Plan, Provisioned};
+use crate::plan::{
+    self, Catalog, CustomerOrders, Facts, OrderStatus, OtherOrder, Plan, Provisioned, Workspace,
+};
 use crate::stripe::decode::{self, Event};
 
-/// One event's effect on the order.
+/// One event's effect on its order.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct PlannedStep {
+    /// The order the event belongs to, numbered from 1 in the order they start.
+    pub order: usize,
     pub event: String,
     pub event_type: String,
     #[serde(flatten)]
@@ -65,32 +71,104 @@ impl From<&Call> for PlannedCall {
     }
 }
 
-/// Applies the events, as one order from an empty start, in Stripe's order.
-pub fn plan_events(catalog: &Catalog, bodies: &[Vec<u8>]) -> Result<Vec<PlannedStep>, String> {
-    let mut events: Vec<Event> = bodies
-        .iter()
-        .map(|body| decode::parse_event(body).map_err(|e| e.to_string()))
-        .collect::<Result<_, _>>()?;
-    events.sort_by_key(Event::stamp);
+/// One order as `plan` follows it: the Stripe ids that lead to it, and its state.
+struct Order {
+    links: BTreeSet<String>,
+    facts: Facts,
+    provisioned: Provisioned,
+    status: OrderStatus,
+}
 
-    let mut facts = Facts::default();
-    let mut provisioned = Provisioned::default();
+impl Order {
+    fn new() -> Order {
+        Order {
+            links: BTreeSet::new(),
+            facts: Facts::default(),
+            provisioned: Provisioned::default(),
+            status: OrderStatus::Pending,
+        }
+    }
+
+    /// The order as another order of its customer sees it. Every call is taken to
+    /// succeed, so a workspace still being created has one: a stand-in id, the order's
+    /// number.
+    fn as_other(&self, number: usize) -> OtherOrder {
+        let workspace_id = match self.provisioned.workspace {
+            Workspace::Known(id) | Workspace::Claiming(id) | Workspace::Reusing(id) => Some(id),
+            Workspace::Creating => Some(number as i64),
+            Workspace::None => None,
+        };
+        OtherOrder {
+            status: self.status,
+            workspace_id,
+            provisioned: self.provisioned.clone(),
+        }
+    }
+}
+
+/// Applies the events from an empty start, in Stripe's order, each to its order as the
+/// service finds it: by the Stripe ids the event shares with the order's earlier events.
+/// Every call is taken to succeed, so a later order of a customer sees the workspaces
+/// the earlier ones made. `events` are (name, body); a name is what a problem is told by.
+pub fn plan_events(
+    catalog: &Catalog,
+    events: &[(String, Vec<u8>)],
+) -> Result<Vec<PlannedStep>, String> {
+    let mut parsed: Vec<(&str, Event)> = events
+        .iter()
+        .map(|(name, body)| {
+            decode::parse_event(body)
+                .map(|event| (name.as_str(), event))
+                .map_err(|e| format!("{name}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    parsed.sort_by_key(|(_, event)| event.stamp());
+
+    let mut orders: Vec<Order> = Vec::new();
     let mut steps = Vec::new();
-    for event in events {
+    for (name, event) in parsed {
         let Some(signal) = event
             .signal(&catalog.workspace.id_field)
-            .map_err(|e| format!("{}: {e}", event.id))?
+            .map_err(|e| format!("{name}: {e}"))?
         else {
             continue;
         };
+        let links = signal.order_keys().links();
+        let index = match orders
+            .iter()
+            .position(|order| links.iter().any(|link| order.links.contains(link)))
+        {
+            Some(index) => index,
+            None => {
+                orders.push(Order::new());
+                orders.len() - 1
+            }
+        };
+        let mut facts = orders[index].facts.clone();
         facts.apply(&event.stamp(), &signal);
-        let plan = plan::plan(&facts, &provisioned, catalog);
+        let others: Vec<OtherOrder> = orders
+            .iter()
+            .enumerate()
+            .filter(|(other, order)| {
+                *other != index
+                    && facts.customer().is_some()
+                    && order.facts.customer() == facts.customer()
+            })
+            .map(|(other, order)| order.as_other(other + 1))
+            .collect();
+        facts.customer_orders = CustomerOrders::of(&others);
+        let order = &mut orders[index];
+        let plan = plan::plan(&facts, &order.provisioned, catalog);
         steps.push(PlannedStep {
+            order: index + 1,
             effect: Effect::from(&plan),
             event: event.id,
             event_type: event.event_type,
         });
-        provisioned = plan.provisioned;
+        order.links.extend(links);
+        order.facts = facts;
+        order.provisioned = plan.provisioned;
+        order.status = plan.status;
     }
     Ok(steps)
 }

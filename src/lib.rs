@@ -27,6 +27,7 @@ pub mod processor;
 pub mod retry;
 pub mod sandbox;
 pub mod secret;
+pub mod start_error;
 pub mod startup;
 pub mod stripe;
 pub mod telemetry;

@@ -9,7 +9,9 @@ use uchat_billing::demo::{self, DemoOptions};
 use uchat_billing::env::Env;
 use uchat_billing::plan::Catalog;
 use uchat_billing::sandbox::{self, SandboxConfig};
+use uchat_billing::start_error::{listen, StartError};
 use uchat_billing::startup::{self, Application};
+use uchat_billing::telemetry::LogTo;
 use uchat_billing::{db, dry_run, telemetry};
 
 /// Turns Stripe payment events into UChat partner provisioning.
@@ -35,14 +37,19 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         bind: SocketAddr,
     },
-    /// Start the service and the sandbox against the local Postgres, post a short signed
-    /// Stripe story, and print each partner call and the final sandbox state.
+    /// Start the service and the sandbox on a throwaway database of the Postgres server
+    /// DATABASE_URL names (created now, dropped at exit), post a short signed Stripe
+    /// story, and print each partner call and the final sandbox state. SANDBOX_*
+    /// variables set the sandbox's faults; BIND_ADDR is not read.
     Demo {
-        /// Leave the service and sandbox up afterwards, with curl lines to try more.
+        /// Leave the service, the sandbox and the database up afterwards (until Ctrl-C),
+        /// with lines to try more.
         #[arg(long)]
         keep_running: bool,
+        /// Where the service listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
+        /// Where the UChat sandbox listens.
         #[arg(long, default_value = "127.0.0.1:8090")]
         sandbox_bind: SocketAddr,
     },
@@ -52,7 +59,9 @@ enum Command {
         path: Option<PathBuf>,
     },
     /// Print, as JSON, the partner calls these Stripe events would produce from an empty
-    /// start, applied as one order in Stripe's order. Touches no database and no API.
+    /// start: applied in Stripe's order, each to its order (events sharing a Stripe id
+    /// are one order, as in the service), every call taken to succeed. Touches no
+    /// database and no API.
     Plan {
         #[arg(long)]
         catalog: PathBuf,
@@ -90,11 +99,11 @@ impl Job {
         Some(match command {
             Command::Serve => Job::Serve(Config::read(env)?),
             Command::Worker => Job::Worker {
-                database_url: env.text(&config::DATABASE_URL),
+                database_url: config::database_url(env),
                 delivery: Delivery::read(env)?,
             },
             Command::Migrate => Job::Migrate {
-                database_url: env.text(&config::DATABASE_URL),
+                database_url: config::database_url(env),
             },
             Command::Sandbox { bind } => Job::Sandbox {
                 bind,
@@ -105,10 +114,11 @@ impl Job {
                 bind,
                 sandbox_bind,
             } => Job::Demo(DemoOptions {
-                database_url: env.text(&config::DATABASE_URL),
+                database_url: config::database_url(env),
                 bind,
                 sandbox_bind,
                 keep_running,
+                sandbox: SandboxConfig::read(env),
             }),
             Command::CheckCatalog { path } => {
                 Job::CheckCatalog(path.unwrap_or_else(|| env.text(&config::CATALOG_PATH).into()))
@@ -125,8 +135,9 @@ const CONFIG_ERROR: u8 = 2;
 async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let command = Cli::parse().command.unwrap_or(Command::Serve);
-    // The demo prints its own story; only warnings and errors log, unless RUST_LOG says.
-    let quiet = matches!(command, Command::Demo { .. });
+    // The demo prints its own story on stdout; only warnings and errors log, to stderr,
+    // unless RUST_LOG says otherwise.
+    let demo = matches!(command, Command::Demo { .. });
 
     // Everything the command needs from the environment is read before anything starts,
     // so every problem is printed at once, one line each.
@@ -140,7 +151,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    telemetry::init(log_format, if quiet { "warn" } else { "info" });
+    if demo {
+        telemetry::init(log_format, "warn", LogTo::Stderr);
+    } else {
+        telemetry::init(log_format, "info", LogTo::Stdout);
+    }
 
     let result = match job {
         Job::Serve(config) => serve(config).await,
@@ -156,10 +171,17 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        // A database or port the settings name that will not do: like a bad setting.
+        Err(error) => match error.downcast_ref::<StartError>() {
+            Some(problems) => {
+                eprint!("{problems}");
+                ExitCode::from(CONFIG_ERROR)
+            }
+            None => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -168,9 +190,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     app.run(startup::shutdown_signal()).await
 }
 
+/// Creates the database if needed and applies the migrations, or says why it cannot.
+async fn prepare(database_url: &str, pool: &sqlx::PgPool) -> Result<(), StartError> {
+    db::prepare(database_url, pool)
+        .await
+        .map_err(|error| StartError::database(config::DATABASE_URL.name, database_url, &error))
+}
+
 async fn work(database_url: &str, delivery: Delivery) -> anyhow::Result<()> {
     let pool = db::pool(database_url, delivery.settings.concurrency as u32 + 2)?;
-    db::prepare(database_url, &pool).await?;
+    prepare(database_url, &pool).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // A worker alone serves no /metrics: its tries are in the attempts table.
     let metrics = Default::default();
@@ -183,22 +212,29 @@ async fn work(database_url: &str, delivery: Delivery) -> anyhow::Result<()> {
 }
 
 async fn run_sandbox(bind: SocketAddr, config: SandboxConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let listener = listen("--bind", bind).await?;
     sandbox::serve(listener, config, startup::shutdown_signal()).await?;
     Ok(())
 }
 
 async fn migrate(database_url: &str) -> anyhow::Result<()> {
     let pool = db::pool(database_url, 1)?;
-    db::prepare(database_url, &pool).await?;
+    prepare(database_url, &pool).await?;
     tracing::info!("database is up to date");
     Ok(())
 }
 
 fn check_catalog(path: &Path) -> ExitCode {
-    match Catalog::load(path) {
-        Ok(catalog) => {
-            println!("{}: ok, {} prices", path.display(), catalog.price_count());
+    match Catalog::check_file(path) {
+        Ok(checked) => {
+            for warning in &checked.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "{}: ok, {} prices",
+                path.display(),
+                checked.catalog.price_count()
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -219,7 +255,7 @@ fn print_plan(catalog: &Path, events: &[PathBuf]) -> ExitCode {
     let mut bodies = Vec::new();
     for path in events {
         match std::fs::read(path) {
-            Ok(body) => bodies.push(body),
+            Ok(body) => bodies.push((path.display().to_string(), body)),
             Err(error) => {
                 eprintln!("{}: {error}", path.display());
                 return ExitCode::from(CONFIG_ERROR);

@@ -17,7 +17,7 @@ use crate::db::events::{ClaimedEvent, EventStatus};
 use crate::db::orders::{CustomerOrderRow, OrderRow, OrderUpdate};
 use crate::domain::{CheckoutMode, Signal, Stamp};
 use crate::dry_run::{DryRun, Effect};
-use crate::plan::{self, Catalog, CustomerOrders, Facts, Plan, Provisioned, Workspace};
+use crate::plan::{self, Catalog, CustomerOrders, Facts, OtherOrder, Plan, Provisioned, Workspace};
 use crate::retry::RetryPolicy;
 use crate::stripe::api::{CustomerContact, StripeApi, StripeApiError};
 use crate::stripe::decode::{self, Event};
@@ -92,6 +92,11 @@ impl Processor {
         }
     }
 
+    /// How long a stored event rests before it is applied.
+    pub fn settle(&self) -> Duration {
+        self.settle
+    }
+
     /// Ring it when an event is stored: an idle processor then looks at once.
     pub fn arrivals(&self) -> Arc<Notify> {
         self.arrivals.clone()
@@ -99,10 +104,8 @@ impl Processor {
 
     /// Processes events until told to stop; database outages are waited out.
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        tracing::info!(
-            settle_ms = self.settle.as_millis() as u64,
-            "event processor started"
-        );
+        // Several loops run in one process; the process says once that they started.
+        tracing::debug!("event processor loop started");
         while !*stop.borrow() {
             let pause = match self.process_next().await {
                 Ok(Step::Handled | Step::Waits) => continue,
@@ -118,7 +121,7 @@ impl Processor {
                 _ = stop.changed() => {}
             }
         }
-        tracing::info!("event processor stopped");
+        tracing::debug!("event processor loop stopped");
     }
 
     /// Processes every settled pending event, then returns how many it handled.
@@ -353,9 +356,9 @@ impl Processor {
         };
         let live: Vec<i64> = db::orders::of_customer(conn, customer, None)
             .await?
-            .into_iter()
-            .filter(is_live)
-            .map(|order| order.id)
+            .iter()
+            .filter(|row| other_order(row).is_live())
+            .map(|row| row.id)
             .collect();
         match live[..] {
             [only] => Ok(Some(db::orders::get_for_update(conn, only).await?)),
@@ -506,7 +509,8 @@ impl Processor {
         }
         if let Some(customer) = facts.customer() {
             let others = db::orders::of_customer(conn, customer, order.map(|o| o.id)).await?;
-            facts.customer_orders = customer_orders(&others);
+            let others: Vec<OtherOrder> = others.iter().map(other_order).collect();
+            facts.customer_orders = CustomerOrders::of(&others);
         }
         let mut plan = plan::plan(&facts, &provisioned, &self.catalog);
         if plan.attention.is_none()
@@ -620,53 +624,13 @@ impl Needs {
     }
 }
 
-/// An order that has not ended and has, or is getting, a workspace.
-fn is_live(order: &CustomerOrderRow) -> bool {
-    let has_workspace = order
-        .provisioned
-        .get("workspace")
-        .is_some_and(|w| w != "none");
-    !order.status.ended() && has_workspace
-}
-
-/// What choosing a workspace needs to know of the customer's other orders.
-fn customer_orders(others: &[CustomerOrderRow]) -> CustomerOrders {
-    let provisioned = |order: &CustomerOrderRow| {
-        serde_json::from_value::<Provisioned>(order.provisioned.clone()).unwrap_or_default()
-    };
-    let deleted: Vec<i64> = others
-        .iter()
-        .filter(|order| provisioned(order).deleted)
-        .filter_map(|order| order.workspace_id)
-        .collect();
-    let live: Vec<&CustomerOrderRow> = others.iter().filter(|order| is_live(order)).collect();
-    let mut live_workspaces: Vec<i64> = live
-        .iter()
-        .filter_map(|order| order.workspace_id)
-        .filter(|id| !deleted.contains(id))
-        .collect();
-    live_workspaces.sort_unstable();
-    live_workspaces.dedup();
-    let returning = match live[..] {
-        [] => others
-            .iter()
-            .rev()
-            .filter(|order| order.status.ended())
-            .find_map(|order| {
-                let state = provisioned(order);
-                let id = order.workspace_id.filter(|id| !deleted.contains(id))?;
-                state.sells_plan.then_some(Provisioned {
-                    workspace: Workspace::Known(id),
-                    ..state
-                })
-            }),
-        _ => None,
-    };
-    CustomerOrders {
-        live_orders: u32::try_from(live.len()).unwrap_or(u32::MAX),
-        live_workspaces,
-        returning,
-        deleted_workspaces: deleted,
+/// A customer's order as choosing a workspace sees it.
+fn other_order(row: &CustomerOrderRow) -> OtherOrder {
+    OtherOrder {
+        status: row.status,
+        workspace_id: row.workspace_id,
+        // A state that no longer reads counts as nothing provisioned.
+        provisioned: serde_json::from_value(row.provisioned.clone()).unwrap_or_default(),
     }
 }
 

@@ -4,15 +4,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, BIND_ADDR, DATABASE_URL};
 use crate::delivery::Worker;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::processor::Processor;
+use crate::start_error::{listen, StartError};
 
 /// Connections the service keeps; intake holds one only for a single INSERT.
 const POOL_SIZE: u32 = 10;
@@ -28,20 +28,30 @@ pub struct Application {
 }
 
 impl Application {
-    /// Prepares the database (when it answers) and binds the listener.
+    /// Binds the listener and prepares the database (when it answers). A port in use and
+    /// a database that cannot be reached are both reported, as a [`StartError`].
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
         let db = crate::db::pool(&config.database_url, POOL_SIZE)?;
-        crate::db::prepare(&config.database_url, &db)
+        let listener = listen(BIND_ADDR.name, config.bind_addr).await;
+        let prepared = crate::db::prepare(&config.database_url, &db)
             .await
-            .context("preparing the database (is Postgres running at DATABASE_URL?)")?;
-        Application::with_pool(config, db).await
+            .map_err(|error| StartError::database(DATABASE_URL.name, &config.database_url, &error));
+        match (listener, prepared) {
+            (Ok(listener), Ok(())) => Ok(Application::with_listener(config, db, listener)),
+            (listener, prepared) => Err(StartError::all([listener.err(), prepared.err()])
+                .expect("one of them failed")
+                .into()),
+        }
     }
 
     /// Binds the listener over an existing pool, without touching the database.
     pub async fn with_pool(config: &Config, db: PgPool) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(config.bind_addr)
-            .await
-            .with_context(|| format!("binding {}", config.bind_addr))?;
+        let listener = listen(BIND_ADDR.name, config.bind_addr).await?;
+        Ok(Application::with_listener(config, db, listener))
+    }
+
+    /// The application on a listener the caller bound, over an existing pool.
+    pub fn with_listener(config: &Config, db: PgPool, listener: TcpListener) -> Application {
         if config.admin_token.is_none() {
             tracing::warn!(
                 "ADMIN_TOKEN is not set: admin disabled (/admin/... and /metrics answer 503)"
@@ -70,13 +80,13 @@ impl Application {
             metrics,
             processor: processor.clone(),
         };
-        Ok(Application {
+        Application {
             listener,
             state,
             processor,
             worker,
             background_work: config.background_work,
-        })
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -110,6 +120,11 @@ impl Application {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut background = tokio::task::JoinSet::new();
         if self.background_work {
+            tracing::info!(
+                loops = PROCESSOR_LOOPS,
+                settle_ms = self.processor.settle().as_millis() as u64,
+                "event processor started"
+            );
             for _ in 0..PROCESSOR_LOOPS {
                 background.spawn(self.processor.clone().run(stopped.clone()));
             }

@@ -99,6 +99,7 @@ impl Partner {
                 latency_ms,
                 ..Faults::default()
             },
+            ..SandboxConfig::default()
         });
         let creates = Arc::new(Mutex::new(HashMap::new()));
         let router = router.layer(axum::middleware::from_fn_with_state(

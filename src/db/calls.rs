@@ -418,6 +418,16 @@ pub async fn since(pool: &PgPool, after: i64) -> Result<Vec<CallRecord>, sqlx::E
     .await
 }
 
+/// Every call not yet succeeded nor canceled, in their orders' sequence.
+pub async fn unfinished(pool: &PgPool) -> Result<Vec<CallRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS} FROM partner_calls c
+         WHERE c.status NOT IN ('succeeded', 'canceled') ORDER BY c.order_id, c.position"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
 /// The id of the last call queued; 0 before the first.
 pub async fn last_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM partner_calls")
@@ -445,7 +455,7 @@ pub async fn retry(pool: &PgPool, id: i64) -> Result<Change<CallRecord>, sqlx::E
     change(
         pool,
         id,
-        "retried",
+        Operation::Retry,
         &[CallStatus::Dead, CallStatus::Held],
         "UPDATE partner_calls SET status = 'pending', next_attempt_at = now(), held_since = NULL,
              attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END,
@@ -455,18 +465,35 @@ pub async fn retry(pool: &PgPool, id: i64) -> Result<Change<CallRecord>, sqlx::E
     .await
 }
 
-/// Gives up on a pending, held or dead call, so the order's later calls may run.
+/// Gives up on a pending, held or dead call, so the order's later calls may run. The
+/// order's provisioned state loses the call's effect, and a note says so.
 pub async fn cancel(pool: &PgPool, id: i64) -> Result<Change<CallRecord>, sqlx::Error> {
     change(
         pool,
         id,
-        "canceled",
+        Operation::Cancel,
         &[CallStatus::Pending, CallStatus::Held, CallStatus::Dead],
         "UPDATE partner_calls SET status = 'canceled', finished_at = now(),
              lease_id = NULL, lease_expires_at = NULL
          WHERE id = $1",
     )
     .await
+}
+
+/// What an operator does to a call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Retry,
+    Cancel,
+}
+
+impl Operation {
+    fn done(self) -> &'static str {
+        match self {
+            Operation::Retry => "retried",
+            Operation::Cancel => "canceled",
+        }
+    }
 }
 
 /// Applies `update` to the call if its status is one of `allowed`, in one transaction
@@ -477,7 +504,7 @@ pub async fn cancel(pool: &PgPool, id: i64) -> Result<Change<CallRecord>, sqlx::
 async fn change(
     pool: &PgPool,
     id: i64,
-    verb: &str,
+    operation: Operation,
     allowed: &[CallStatus],
     update: &str,
 ) -> Result<Change<CallRecord>, sqlx::Error> {
@@ -500,11 +527,15 @@ async fn change(
     if !allowed.contains(&status) {
         let allowed: Vec<String> = allowed.iter().map(CallStatus::to_string).collect();
         return Ok(Change::Refused(format!(
-            "call {id} is {status}; only {} calls can be {verb}",
-            allowed.join(" or ")
+            "call {id} is {status}; only {} calls can be {}",
+            allowed.join(" or "),
+            operation.done()
         )));
     }
     sqlx::query(update).bind(id).execute(&mut *tx).await?;
+    if operation == Operation::Cancel {
+        super::orders::forget_canceled(&mut tx, order_id, id).await?;
+    }
     super::orders::unblock_if_clear(&mut tx, order_id).await?;
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WAKE_CHANNEL)

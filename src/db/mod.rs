@@ -21,13 +21,30 @@ pub fn pool(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .connect_lazy(database_url)
 }
 
+/// How long Postgres may take to answer at start before it counts as unreachable: a
+/// firewall that drops packets, or a server that accepts and never speaks, would
+/// otherwise hold the start for minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Creates the database if it is missing, then applies the migrations.
 pub async fn prepare(database_url: &str, pool: &PgPool) -> anyhow::Result<()> {
-    if !Postgres::database_exists(database_url).await? {
+    let exists = tokio::time::timeout(CONNECT_TIMEOUT, Postgres::database_exists(database_url))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?;
+    if !exists? {
         tracing::info!("creating the database");
         Postgres::create_database(database_url).await?;
     }
-    sqlx::migrate!("./migrations").run(pool).await?;
+    // The migrator creates its table `IF NOT EXISTS`, which makes Postgres send a notice
+    // ("already exists, skipping") at every start: this connection hears warnings only.
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET client_min_messages TO warning")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::migrate!("./migrations").run(&mut *conn).await?;
+    sqlx::query("RESET client_min_messages")
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

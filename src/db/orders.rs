@@ -7,7 +7,8 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use utoipa::ToSchema;
 
 use super::calls::WAKE_CHANNEL;
-use crate::plan::OrderStatus;
+use crate::partner::{Call, CallKind};
+use crate::plan::{canceled, OrderStatus, Provisioned};
 
 #[derive(Debug, FromRow)]
 pub struct OrderRow {
@@ -211,6 +212,50 @@ pub async fn unblock_if_clear(conn: &mut PgConnection, order_id: i64) -> Result<
     Ok(())
 }
 
+/// A call of the order was given up: its effect leaves the order's provisioned state,
+/// so that state matches what UChat received, and a note says what was skipped. The
+/// caller holds the order's row lock.
+pub async fn forget_canceled(
+    conn: &mut PgConnection,
+    order_id: i64,
+    call_id: i64,
+) -> Result<(), sqlx::Error> {
+    let provisioned: Value = sqlx::query_scalar("SELECT provisioned FROM orders WHERE id = $1")
+        .bind(order_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    // The calls still meant to reach UChat, and the one given up, in their sequence.
+    let stored: Vec<(i64, CallKind, Value)> = sqlx::query_as(
+        "SELECT id, kind, body FROM partner_calls
+         WHERE order_id = $1 AND (status <> 'canceled' OR id = $2) ORDER BY position",
+    )
+    .bind(order_id)
+    .bind(call_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let unreadable = |error: serde_json::Error| sqlx::Error::Decode(error.into());
+    let provisioned: Provisioned = serde_json::from_value(provisioned).map_err(unreadable)?;
+    let calls = stored
+        .iter()
+        .map(|(_, kind, body)| Call::from_stored(*kind, body.clone()))
+        .collect::<Result<Vec<Call>, _>>()
+        .map_err(unreadable)?;
+    let Some(at) = stored.iter().position(|(id, _, _)| *id == call_id) else {
+        return Ok(());
+    };
+    let state = canceled::without_call(&provisioned, &calls, at);
+    sqlx::query(
+        "UPDATE orders SET provisioned = $2, notes = array_append(notes, $3), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(serde_json::to_value(&state).expect("state serializes"))
+    .bind(canceled::note(call_id, &calls[at]))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Locks the order's row until the transaction ends.
 pub async fn lock(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE")
@@ -250,8 +295,12 @@ pub struct OrderRecord {
     pub summary: OrderSummary,
     /// What Stripe told us, folded from every event applied.
     pub facts: Value,
-    /// What the order has set up in UChat, as far as its planned calls go.
+    /// What the order has set up in UChat, as far as its planned calls go; a call an
+    /// operator canceled does not count.
     pub provisioned: Value,
+    /// What operators did that the state alone does not tell, oldest first: each call
+    /// given up, and so never received by UChat.
+    pub notes: Vec<String>,
 }
 
 const SUMMARY_COLUMNS: &str = "o.id, o.status, o.attention, o.blocked_status,
@@ -298,7 +347,7 @@ pub async fn list(
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<OrderRecord>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {SUMMARY_COLUMNS}, o.facts, o.provisioned FROM orders o WHERE o.id = $1"
+        "SELECT {SUMMARY_COLUMNS}, o.facts, o.provisioned, o.notes FROM orders o WHERE o.id = $1"
     ))
     .bind(id)
     .fetch_optional(pool)

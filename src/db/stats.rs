@@ -10,11 +10,14 @@ pub struct StatusCounts {
     pub calls: BTreeMap<String, i64>,
 }
 
-/// Events not yet applied and calls not yet delivered (nor stuck for an operator).
+/// Events not yet applied and calls that can still move without an operator: running,
+/// or pending at the head of their order. A dead or held call, and the calls waiting
+/// behind it, count as settled: they wait for an operator.
 pub async fn unsettled(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM events WHERE status = 'pending')
-              + (SELECT count(*) FROM partner_calls WHERE status IN ('pending', 'running'))",
+              + (SELECT count(*) FROM partner_calls
+                 WHERE status = 'running' OR (status = 'pending' AND ready))",
     )
     .fetch_one(pool)
     .await

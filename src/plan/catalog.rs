@@ -158,14 +158,26 @@ fn one_per_line(problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
+/// A catalog that passed its checks, with what looks wrong but may be meant.
+#[derive(Debug)]
+pub struct Checked {
+    pub catalog: Catalog,
+    pub warnings: Vec<Problem>,
+}
+
 impl Catalog {
     pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+        Catalog::check_file(path).map(|checked| checked.catalog)
+    }
+
+    /// [`Catalog::load`], with the warnings.
+    pub fn check_file(path: &Path) -> Result<Checked, CatalogError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
             file: file.clone(),
             source,
         })?;
-        Catalog::parse_named(&file, &text)
+        Catalog::check(&file, &text)
     }
 
     pub fn parse(text: &str) -> Result<Catalog, CatalogError> {
@@ -174,25 +186,39 @@ impl Catalog {
 
     /// Parses and checks a catalog; `file` names it in problems.
     pub fn parse_named(file: &str, text: &str) -> Result<Catalog, CatalogError> {
+        Catalog::check(file, text).map(|checked| checked.catalog)
+    }
+
+    /// Parses and checks a catalog, finding every problem in one go: syntax, types and
+    /// meaning. `file` names it in problems and warnings.
+    pub fn check(file: &str, text: &str) -> Result<Checked, CatalogError> {
         let source = Source { file, text };
-        let raw: RawCatalog = toml::from_str(text).map_err(|error| {
-            let at = error.span().unwrap_or(0..0);
-            CatalogError::Invalid(vec![source.problem(at, error.message().trim())])
-        })?;
-        let mut problems = Vec::new();
+        let (raw, mut problems) = read_raw(&source);
         let policy = raw.policy.check(&source, &mut problems);
         let mut prices = BTreeMap::new();
-        for price in raw.price {
-            if let Some((id, product)) = check_price(&price, &source, &prices, &mut problems) {
+        let mut warnings = Vec::new();
+        for price in &raw.price {
+            if let Some((id, product)) = check_price(price, &source, &prices, &mut problems) {
                 prices.insert(id, product);
             }
+            warnings.extend(price_id_warning(price.get_ref(), &source));
+        }
+        if raw.price.is_empty() && problems.is_empty() {
+            problems.push(source.problem(
+                0..0,
+                "the catalog sells nothing: list each Stripe price you sell as a [[price]] \
+                 (see catalog.example.toml); without one, every sale waits for an operator",
+            ));
         }
         problems.sort_by_key(|problem| problem.line);
         if problems.is_empty() {
-            Ok(Catalog {
-                workspace: raw.workspace,
-                policy,
-                prices,
+            Ok(Checked {
+                catalog: Catalog {
+                    workspace: raw.workspace,
+                    policy,
+                    prices,
+                },
+                warnings,
             })
         } else {
             Err(CatalogError::Invalid(problems))
@@ -248,7 +274,105 @@ impl Source<'_> {
     }
 }
 
-#[derive(Deserialize)]
+/// The catalog as written, and the syntax and type problems found on the way. TOML's
+/// parser stops at the first problem, so each one found has its lines blanked out and
+/// the text is read again, until it reads: what is left is checked for meaning, and no
+/// problem hides another.
+fn read_raw(source: &Source) -> (RawCatalog, Vec<Problem>) {
+    let mut text = source.text.to_owned();
+    let mut problems = Vec::new();
+    // Each round blanks at least one line, so this many rounds always end it.
+    for _ in 0..=text.lines().count() {
+        match toml::from_str::<RawCatalog>(&text) {
+            Ok(raw) => return (raw, problems),
+            Err(error) => {
+                let at = error.span().unwrap_or(0..0);
+                let message: Vec<&str> = error.message().lines().map(str::trim).collect();
+                let message = message.join("; ");
+                // The parser's words name no key; the line's own `key =` does.
+                let message = match key_at(&text, at.start) {
+                    Some(key) if !message.contains(&format!("`{key}`")) => {
+                        format!("{key}: {message}")
+                    }
+                    _ => message,
+                };
+                problems.push(source.problem(at.clone(), message));
+                if !blank_lines(&mut text, at) {
+                    break;
+                }
+            }
+        }
+    }
+    (RawCatalog::default(), problems)
+}
+
+/// The key of the `key = value` line at `offset`, if it is one.
+fn key_at(text: &str, offset: usize) -> Option<&str> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |newline| newline + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('[') && !key.contains('"')).then_some(key)
+}
+
+/// Replaces the lines `at` touches with spaces, keeping every offset and line number;
+/// false if they were blank already. A table's header goes with the table's keys, which
+/// would otherwise land in the table before it.
+fn blank_lines(text: &mut String, at: Range<usize>) -> bool {
+    let start = text[..at.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |newline| newline + 1);
+    let end = at.end.max(at.start + 1).min(text.len());
+    let mut end = text[end..]
+        .find('\n')
+        .map_or(text.len(), |newline| end + newline);
+    if text[start..].trim_start().starts_with('[') {
+        let next_header = text[end..]
+            .match_indices('\n')
+            .map(|(newline, _)| end + newline + 1)
+            .find(|&line| {
+                text[line..]
+                    .trim_start_matches([' ', '\t'])
+                    .starts_with('[')
+            });
+        end = next_header.map_or(text.len(), |line| line - 1).max(end);
+    }
+    if text[start..end].trim().is_empty() {
+        return false;
+    }
+    let blanked: String = text[start..end]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    text.replace_range(start..end, &blanked);
+    true
+}
+
+/// A warning for a `stripe_price` that does not look like a price id: events name prices
+/// (`price_...`), so a product's id never matches. A legacy plan's custom id is a price id
+/// too, hence a warning, not a problem.
+fn price_id_warning(price: &RawPrice, source: &Source) -> Option<Problem> {
+    let id = price.stripe_price.as_ref()?;
+    let text = id.get_ref().trim();
+    if text.is_empty() || text.starts_with("price_") {
+        return None;
+    }
+    let message = if text.starts_with("prod_") {
+        format!(
+            "price \"{text}\" is a product id: Stripe's events name prices (price_...), so \
+             it never matches; list the ids of the product's prices instead"
+        )
+    } else {
+        format!(
+            "price \"{text}\" is not a price id (price_...): it matches only if Stripe names a \
+             price so (a legacy plan's custom id, say)"
+        )
+    };
+    Some(source.problem(id.span(), message))
+}
+
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCatalog {
     #[serde(default)]
@@ -552,6 +676,9 @@ mod tests {
         assert_eq!(example.product("price_other"), None);
     }
 
+    /// The least a catalog can be: one price.
+    const ONE_PRICE: &str = "[[price]]\nstripe_price = \"price_a\"\nplan = \"business\"\n";
+
     #[test]
     fn plan_prices_may_renew_and_map_a_quantity() {
         let catalog = Catalog::parse(
@@ -586,16 +713,93 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_catalog_has_the_defaults_and_no_prices() {
-        let empty = Catalog::parse("").unwrap();
-        assert_eq!(empty.workspace, WorkspaceTemplate::default());
-        assert_eq!(empty.policy, Policy::default());
-        assert!(empty.prices.is_empty());
+    fn a_catalog_of_one_price_has_the_defaults() {
+        let catalog = Catalog::parse(ONE_PRICE).unwrap();
+        assert_eq!(catalog.workspace, WorkspaceTemplate::default());
+        assert_eq!(catalog.policy, Policy::default());
+        assert_eq!(catalog.price_count(), 1);
+    }
+
+    #[test]
+    fn a_catalog_that_sells_nothing_is_refused() {
+        for text in ["", "# nothing yet\n", "[workspace]\ntrial_days = 7\n"] {
+            let [nothing] = &problems(text)[..] else {
+                panic!("one problem expected for {text:?}")
+            };
+            assert!(
+                nothing.starts_with("catalog.toml line 1: the catalog sells nothing"),
+                "{nothing}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_that_are_not_price_ids_are_warned_about() {
+        let text = format!(
+            "{ONE_PRICE}\n[[price]]\nstripe_price = \"prod_Q1\"\nplan = \"business_plus\"\n\n\
+             [[price]]\nstripe_price = \"gold-monthly\"\nplan = \"business_large\"\n"
+        );
+        let checked = Catalog::check("catalog.toml", &text).unwrap();
+        assert_eq!(checked.catalog.price_count(), 3, "warnings refuse nothing");
+        let warnings: Vec<String> = checked.warnings.iter().map(Problem::to_string).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with(r#"catalog.toml line 6: price "prod_Q1" is a product id"#),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1]
+                .starts_with(r#"catalog.toml line 10: price "gold-monthly" is not a price id"#),
+            "{}",
+            warnings[1]
+        );
+        let example = Catalog::check("x", include_str!("../../catalog.example.toml")).unwrap();
+        assert!(example.warnings.is_empty());
+    }
+
+    #[test]
+    fn syntax_type_and_meaning_problems_are_all_reported_in_one_run() {
+        let text = r#"[workspace]
+trial_days = "seven"
+team = "x"
+
+[policy]
+on_refund = "maybe"
+on_dispute =
+
+[[price]]
+stripe_price = "price_a"
+plan = "business"
+qty = "two"
+
+[[price]
+stripe_price = "price_b"
+
+[[price]]
+stripe_price = "price_c"
+points = -1
+"#;
+        let found = problems(text);
+        let lines: Vec<&str> = found
+            .iter()
+            .map(|problem| problem.split(':').next().unwrap())
+            .collect();
+        for line in [2, 3, 6, 7, 12, 14, 19] {
+            assert!(
+                lines.contains(&format!("catalog.toml line {line}").as_str()),
+                "no problem on line {line}: {found:#?}"
+            );
+        }
+        assert!(
+            found.iter().any(|p| p.contains("points must be positive")),
+            "{found:#?}"
+        );
     }
 
     #[test]
     fn policy_words_are_read() {
-        let catalog = Catalog::parse(
+        let catalog = Catalog::parse(&format!(
             r#"
             [policy]
             on_payment_failed = "none"
@@ -606,8 +810,8 @@ mod tests {
             on_cancel = ["downgrade_to_free", "delete"]
             on_refund = "cancel"
             on_dispute = "none"
-            "#,
-        )
+            {ONE_PRICE}"#,
+        ))
         .unwrap();
         assert_eq!(
             catalog.policy,
@@ -728,7 +932,7 @@ addon = " "
 
     #[test]
     fn team_name_fills_in_name_and_email_once() {
-        let mut catalog = Catalog::parse("").unwrap();
+        let mut catalog = Catalog::parse(ONE_PRICE).unwrap();
         catalog.workspace.team_name = "{name} ({email}) {other}".into();
         assert_eq!(
             catalog.team_name("Ann {email}", "ann@example.com"),

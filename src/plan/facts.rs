@@ -12,7 +12,7 @@ use crate::domain::{
     CheckoutMode, DisputeStatus, Invoice, LineItem, Refund, Signal, Stamp, SubscriptionStatus,
 };
 
-use super::Provisioned;
+use super::{OrderStatus, Provisioned, Workspace};
 
 /// Everything Stripe told us about one order; stored as JSON on the order.
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -72,6 +72,61 @@ pub struct CustomerOrders {
     pub returning: Option<Provisioned>,
     /// Workspaces an order of the customer deleted: nothing is planned for them again.
     pub deleted_workspaces: Vec<i64>,
+}
+
+/// Another order of the same customer, as choosing a workspace sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OtherOrder {
+    pub status: OrderStatus,
+    /// The workspace delivery bound to it (its create, claim or reuse succeeded).
+    pub workspace_id: Option<i64>,
+    pub provisioned: Provisioned,
+}
+
+impl OtherOrder {
+    /// Not ended, and has or is getting a workspace.
+    pub fn is_live(&self) -> bool {
+        !self.status.ended() && self.provisioned.workspace != Workspace::None
+    }
+}
+
+impl CustomerOrders {
+    /// What the customer's other orders, oldest first, tell the choice of a workspace.
+    pub fn of(others: &[OtherOrder]) -> CustomerOrders {
+        let deleted: Vec<i64> = others
+            .iter()
+            .filter(|order| order.provisioned.deleted)
+            .filter_map(|order| order.workspace_id)
+            .collect();
+        let live: Vec<&OtherOrder> = others.iter().filter(|order| order.is_live()).collect();
+        let mut live_workspaces: Vec<i64> = live
+            .iter()
+            .filter_map(|order| order.workspace_id)
+            .filter(|id| !deleted.contains(id))
+            .collect();
+        live_workspaces.sort_unstable();
+        live_workspaces.dedup();
+        let returning = match live[..] {
+            [] => others
+                .iter()
+                .rev()
+                .filter(|order| order.status.ended())
+                .find_map(|order| {
+                    let id = order.workspace_id.filter(|id| !deleted.contains(id))?;
+                    order.provisioned.sells_plan.then(|| Provisioned {
+                        workspace: Workspace::Known(id),
+                        ..order.provisioned.clone()
+                    })
+                }),
+            _ => None,
+        };
+        CustomerOrders {
+            live_orders: u32::try_from(live.len()).unwrap_or(u32::MAX),
+            live_workspaces,
+            returning,
+            deleted_workspaces: deleted,
+        }
+    }
 }
 
 /// A value and the stamp of the earliest event that gave it: the earliest one wins, so

@@ -5,6 +5,7 @@
 //! should be in, as another `Provisioned`, and lists the partner calls that get it there.
 //! It is pure and total: no I/O, and every input has an answer.
 
+pub mod canceled;
 pub mod catalog;
 pub mod facts;
 
@@ -17,7 +18,7 @@ use crate::partner::{Call, NewWorkspace};
 pub use catalog::Catalog;
 use catalog::{OnRefund, PlanPrice, Policy, Product};
 use facts::{Checkout, Overdue};
-pub use facts::{CustomerOrders, Facts};
+pub use facts::{CustomerOrders, Facts, OtherOrder};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {

@@ -72,6 +72,13 @@ pub fn help() -> String {
     )
 }
 
+/// A sandbox started from the command line numbers its workspaces from a random
+/// thousand (10,000 to 999,000), so workspaces of two runs, or of a run and a restart,
+/// are not mistaken for one another.
+fn random_first_workspace_id() -> u64 {
+    rand::Rng::gen_range(&mut rand::thread_rng(), 10..1000) * 1000
+}
+
 /// The problem of a value outside what is `expected`.
 fn expected(what: &str) -> impl FnOnce(&str, &str) -> String + '_ {
     move |name, value| format!("{name}: expected {what}, got {value:?}")
@@ -112,6 +119,7 @@ impl SandboxConfig {
             token,
             credit,
             faults,
+            first_workspace_id: random_first_workspace_id(),
         }
     }
 }

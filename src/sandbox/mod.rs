@@ -1,5 +1,5 @@
 //! The sandbox: a stateful fake of the UChat Partner API
-//! (`shared/uchat-partner-api.md`) for tests and local runs. It speaks the
+//! (`docs/uchat-partner-api.md`) for tests and local runs. It speaks the
 //! contract only and uses nothing else of the service but its environment reader: its
 //! write routes are those of the contract's call kinds ([`CallKind::route`]), the
 //! client's own.
@@ -23,7 +23,8 @@
 //!   keeps its billing period (so change-plan stays idempotent); removing an
 //!   add-on refunds nothing.
 //! - Owner emails are compared case-insensitively.
-//! - `GET /sandbox/state` (no token, no faults, not logged) shows everything.
+//! - `GET /sandbox/state` (no token, no faults, not logged) shows everything;
+//!   `GET /healthz` and `GET /readyz` answer 200 while it runs.
 //! - Faults ([`Faults`]) apply to every other request, after it is logged: latency to
 //!   all, failures and timeouts to writes (POST, DELETE) only.
 
@@ -62,6 +63,8 @@ use state::{Credit, Store};
 
 pub const DEFAULT_TOKEN: &str = "sandbox-token";
 pub const DEFAULT_CREDIT: f64 = 1000.0;
+/// The first workspace id of a sandbox built by hand (tests): a fixed one, to assert on.
+pub const DEFAULT_FIRST_WORKSPACE_ID: u64 = 1000;
 const MAX_BODY_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
@@ -71,6 +74,8 @@ pub struct SandboxConfig {
     /// Starting partner credit.
     pub credit: f64,
     pub faults: Faults,
+    /// The id of the first workspace created; the next ones count up from it.
+    pub first_workspace_id: u64,
 }
 
 impl Default for SandboxConfig {
@@ -79,6 +84,7 @@ impl Default for SandboxConfig {
             token: DEFAULT_TOKEN.to_string(),
             credit: DEFAULT_CREDIT,
             faults: Faults::default(),
+            first_workspace_id: DEFAULT_FIRST_WORKSPACE_ID,
         }
     }
 }
@@ -118,7 +124,7 @@ impl SandboxHandle {
         SandboxHandle {
             inner: Arc::new(Inner {
                 token: config.token,
-                store: Mutex::new(Store::new(config.credit)),
+                store: Mutex::new(Store::new(config.credit, config.first_workspace_id)),
                 faults: Mutex::new(config.faults),
                 stopping: watch::Sender::new(false),
             }),
@@ -223,9 +229,16 @@ pub fn router(config: SandboxConfig) -> (Router, SandboxHandle) {
         .with_state(handle.clone());
     let app = Router::new()
         .route("/sandbox/state", get(snapshot))
+        // For container health checks: no token, no faults, not logged.
+        .route("/healthz", get(up))
+        .route("/readyz", get(up))
         .with_state(handle.clone())
         .merge(partner);
     (app, handle)
+}
+
+async fn up() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
 }
 
 /// Serves the fake on `listener` until `shutdown` completes; requests held by

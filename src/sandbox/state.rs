@@ -46,7 +46,6 @@ pub(super) fn find_item(items: &'static [CatalogItem], id: &str) -> Option<&'sta
     items.iter().find(|item| item.id == id)
 }
 
-const FIRST_ID: u64 = 1000;
 const PER_PAGE: usize = 20;
 const DAY: u64 = 86_400;
 
@@ -151,12 +150,12 @@ pub(super) struct Store {
 }
 
 impl Store {
-    pub(super) fn new(credit: f64) -> Self {
+    pub(super) fn new(credit: f64, first_id: u64) -> Self {
         Store {
             credit: Credit(credit),
             workspaces: BTreeMap::new(),
             requests: Vec::new(),
-            next_id: FIRST_ID,
+            next_id: first_id,
         }
     }
 

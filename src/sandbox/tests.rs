@@ -829,6 +829,11 @@ fn from_env_defaults_and_values() {
         ("sandbox-token", 1000.0)
     );
     assert_eq!(config.faults, Faults::default());
+    let base = config.first_workspace_id;
+    assert!(
+        base.is_multiple_of(1000) && (10_000..1_000_000).contains(&base),
+        "a random thousand: {base}"
+    );
 
     let config = SandboxConfig::from_lookup(lookup(&[
         ("SANDBOX_TOKEN", "tok"),
@@ -926,4 +931,38 @@ fn dates_are_utc_calendar_dates() {
     assert_eq!(format_utc(0), "1970-01-01 00:00:00");
     assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
     assert_eq!(format_utc(1_709_251_199), "2024-02-29 23:59:59");
+}
+
+#[tokio::test]
+async fn health_routes_answer_without_a_token_and_are_not_logged() {
+    let api = spawn_with_faults(Faults {
+        fail_rate: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    for path in ["/healthz", "/readyz"] {
+        let response = api
+            .client
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            read(response).await,
+            (200, json!({"status": "ok"})),
+            "{path}"
+        );
+    }
+    assert!(api.handle.requests().is_empty());
+}
+
+#[tokio::test]
+async fn workspaces_are_numbered_from_the_configured_first_id() {
+    let api = spawn(SandboxConfig {
+        first_workspace_id: 427_000,
+        ..SandboxConfig::default()
+    })
+    .await;
+    assert_eq!(api.create("ada@example.com", "Ada").await, 427_000);
+    assert_eq!(api.create("grace@example.com", "Grace").await, 427_001);
 }

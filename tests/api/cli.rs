@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uchat-billing");
 
-fn command() -> Command {
+/// The binary in a clean environment, run from the temporary directory.
+pub fn command() -> Command {
     let mut command = Command::new(BIN);
     // A clean environment: nothing from the developer's shell or a .env leaks in.
     command
@@ -119,25 +120,26 @@ async fn migrate_creates_the_database_and_serve_stops_cleanly_on_sigterm() {
         .unwrap();
     assert!(status.success());
 
+    // Pretty logs, as a person gets them, but into a pipe: no colour codes then.
     let mut child = command()
         .arg("serve")
         .env("DATABASE_URL", &url)
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("STRIPE_WEBHOOK_SECRET", "whsec_cli_test")
         .env("CATALOG_PATH", common::fixture_path("catalog.toml"))
-        .env("LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let listening = lines
+    let mut log: Vec<String> = lines
         .by_ref()
         .map_while(Result::ok)
         .take_while(|_| Instant::now() < deadline)
-        .find(|line| line.contains("listening"));
+        .take_while(|line| !line.contains("listening"))
+        .collect();
     assert!(
-        listening.is_some(),
+        Instant::now() < deadline,
         "the service never said it was listening"
     );
 
@@ -146,8 +148,19 @@ async fn migrate_creates_the_database_and_serve_stops_cleanly_on_sigterm() {
         .status()
         .unwrap();
     assert!(kill.success());
+    log.extend(lines.map_while(Result::ok));
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+
+    let log = log.join("\n");
+    assert!(!log.contains('\u{1b}'), "colour codes in a pipe:\n{log}");
+    assert!(!log.contains("already exists"), "{log}");
+    assert_eq!(
+        log.matches("event processor started").count(),
+        1,
+        "one line per process:\n{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
 }
 
 #[test]
@@ -173,6 +186,37 @@ fn check_catalog_accepts_the_example_and_names_the_line_of_each_problem() {
     assert!(stderr.contains("line 2"), "{stderr}");
     assert!(
         stderr.contains("line 4") || stderr.contains("line 5"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_catalog_refuses_an_empty_catalog_and_warns_on_a_product_id() {
+    let dir = std::env::temp_dir().join(format!("check-catalog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let output = command().arg("check-catalog").arg(&path).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let (code, stderr) = check("empty.toml", "# to do\n");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("sells nothing"), "{stderr}");
+
+    let (code, stderr) = check(
+        "product.toml",
+        "[[price]]\nstripe_price = \"prod_Q1\"\nplan = \"business\"\n",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, Some(0), "a warning is not a problem: {stderr}");
+    assert!(
+        stderr.starts_with("warning: ")
+            && stderr.contains("line 2")
+            && stderr.contains("product id"),
         "{stderr}"
     );
 }
@@ -231,67 +275,146 @@ fn plan_prints_the_calls_of_events_from_an_empty_start() {
     );
 }
 
-#[tokio::test]
-async fn the_demo_runs_the_story_to_the_expected_sandbox_state() {
-    let database = common::fresh_database().await;
-    let output = command()
-        .args([
-            "demo",
-            "--bind",
-            "127.0.0.1:0",
-            "--sandbox-bind",
-            "127.0.0.1:0",
-        ])
-        .env("DATABASE_URL", &database.url)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for step in [
-        "1. ",
-        "2. ",
-        "3. ",
-        "4. ",
-        "-> create",
-        "-> topup-points",
-        "-> disable-auto-renew",
-    ] {
-        assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
-    }
-    let state = stdout
-        .split("Final sandbox state:")
-        .nth(1)
-        .expect("the final state is printed");
-    let state: serde_json::Value = serde_json::from_str(state.trim()).unwrap();
-    let workspaces = state["workspaces"].as_array().unwrap();
-    assert_eq!(workspaces.len(), 1);
-    let workspace = &workspaces[0];
-    assert_eq!(workspace["plan"], "business_plus");
-    assert_eq!(workspace["points"], 1000.0);
-    assert_eq!(workspace["is_paused"], true);
-    assert_eq!(workspace["auto_renew"], false);
+/// The example story's files, in their order.
+fn example_events() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/events");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    files
 }
 
 #[test]
-fn the_demo_names_the_command_that_starts_postgres_when_it_is_down() {
+fn plan_turns_the_example_story_into_its_calls() {
     let output = command()
-        .args([
-            "demo",
-            "--bind",
-            "127.0.0.1:0",
-            "--sandbox-bind",
-            "127.0.0.1:0",
-        ])
-        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
+        .arg("plan")
+        .arg("--catalog")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.example.toml"))
+        .args(example_events())
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let steps: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let steps: Vec<(u64, &str, Vec<serde_json::Value>, &str)> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            let calls = step["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|call| serde_json::json!([call["kind"], call["body"]]))
+                .collect();
+            (
+                step["order"].as_u64().unwrap(),
+                step["event_type"].as_str().unwrap(),
+                calls,
+                step["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    use serde_json::json;
+    let grace = json!({"email": "grace@example.com", "name": "Grace Hopper",
+                       "require_email_verification": "no", "team_name": "Grace Hopper"});
+    let points_note = "Stripe checkout cs_test_b1TGracePoints1000";
+    assert_eq!(
+        steps,
+        vec![
+            (1, "checkout.session.completed", vec![], "pending"),
+            (
+                1,
+                "customer.subscription.created",
+                vec![
+                    json!(["create", grace]),
+                    json!(["change-plan", {"plan": "business", "auto_renew": "yes"}]),
+                ],
+                "active"
+            ),
+            (1, "invoice.paid", vec![], "active"),
+            (
+                1,
+                "customer.subscription.updated",
+                vec![
+                    json!(["change-plan", {"plan": "business_plus", "auto_renew": "yes"}]),
+                    json!(["add-addon", {"addon": "bot", "qty": 2}]),
+                ],
+                "active"
+            ),
+            (
+                2,
+                "checkout.session.completed",
+                vec![json!(["topup-points", {"points": 1000, "note": points_note}])],
+                "active"
+            ),
+            (
+                2,
+                "charge.refunded",
+                vec![
+                    json!(["deduct-points", {"points": 500, "note": format!("refund of {points_note}")}])
+                ],
+                "active"
+            ),
+            (
+                1,
+                "customer.subscription.deleted",
+                vec![json!(["pause", null]), json!(["disable-auto-renew", null])],
+                "canceled"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn plan_names_the_file_it_cannot_read_as_an_event() {
+    let not_an_event = common::samples_dir().join("invoice.payment_failed.object.json");
+    let output = command()
+        .arg("plan")
+        .arg("--catalog")
+        .arg(common::fixture_path("catalog.toml"))
+        .arg(&example_events()[0])
+        .arg(&not_an_event)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("Postgres is not reachable"), "{stderr}");
-    assert!(stderr.contains("docker compose up -d postgres"), "{stderr}");
-    assert!(stderr.contains("pg_ctlcluster"), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("{}: ", not_an_event.display())),
+        "{stderr}"
+    );
+}
+
+// Multi-threaded: the script runs blocking, while the app answers on other threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_script_signs_and_posts_every_event_once() {
+    let app = common::spawn_app().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/post-events.sh");
+    for round in 0..2 {
+        let output = Command::new("bash")
+            .arg(script)
+            .args(example_events())
+            .env("BASE", &app.address)
+            .env("STRIPE_WEBHOOK_SECRET", common::WEBHOOK_SECRET)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "round {round}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            stdout.matches(r#"{"received":true}"#).count(),
+            7,
+            "{stdout}"
+        );
+        assert_eq!(app.event_count().await, 7, "stored once each");
+    }
 }

@@ -14,10 +14,14 @@ mod orders;
 mod page;
 mod stats;
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use axum::middleware::from_fn_with_state;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::Response;
 use axum::{Json, Router};
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -88,13 +92,15 @@ fn metrics_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(metrics::scrape))
 }
 
-/// The operator routes, each behind its access check.
+/// The operator routes, each behind its access check, then the check of its query.
 pub fn router(state: &AppState) -> Router<AppState> {
     let admin = Router::from(admin_routes())
         .method_not_allowed_fallback(super::method_not_allowed)
+        .layer(from_fn(known_parameters))
         .layer(from_fn_with_state(state.clone(), auth::require_admin));
     let metrics = Router::from(metrics_routes())
         .method_not_allowed_fallback(super::method_not_allowed)
+        .layer(from_fn(known_parameters))
         .layer(from_fn_with_state(
             state.clone(),
             auth::require_metrics_access,
@@ -157,6 +163,58 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(openapi);
 )]
 async fn openapi_json() -> Json<&'static Document> {
     Json(&DOCUMENT)
+}
+
+/// The query parameters each route takes, by method and path, as its OpenAPI
+/// description lists them: what the document promises is what a route accepts.
+static QUERY_PARAMETERS: LazyLock<HashMap<(String, String), Vec<String>>> = LazyLock::new(|| {
+    let mut known = HashMap::new();
+    for (path, item) in &DOCUMENT.paths.paths {
+        let operations = [
+            ("GET", &item.get),
+            ("PUT", &item.put),
+            ("POST", &item.post),
+            ("DELETE", &item.delete),
+            ("PATCH", &item.patch),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let names = operation
+                .parameters
+                .iter()
+                .flatten()
+                .filter(|parameter| parameter.parameter_in == ParameterIn::Query)
+                .map(|parameter| parameter.name.clone())
+                .collect();
+            known.insert((method.to_owned(), path.clone()), names);
+        }
+    }
+    known
+});
+
+/// Refuses a query parameter the route does not take, naming it: a misspelled filter
+/// (`?stauts=dead`) would otherwise be ignored, and the answer look like a real one.
+async fn known_parameters(request: Request, next: Next) -> Result<Response, ApiError> {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| (request.method().to_string(), path.as_str().to_owned()));
+    let known = route.and_then(|route| QUERY_PARAMETERS.get(&route));
+    if let Some(known) = known.filter(|_| request.uri().query().is_some()) {
+        let given = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(request.uri())
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        if let Some((unknown, _)) = given.0.iter().find(|(name, _)| !known.contains(name)) {
+            let takes = if known.is_empty() {
+                "this route takes none".to_owned()
+            } else {
+                format!("this route takes: {}", known.join(", "))
+            };
+            return Err(ApiError::BadRequest(format!(
+                "unknown query parameter `{unknown}` ({takes})"
+            )));
+        }
+    }
+    Ok(next.run(request).await)
 }
 
 /// The answer to an operator's change: the changed row, or why there is none.

@@ -228,6 +228,44 @@ async fn malformed_list_parameters_are_400_naming_the_parameter() {
     assert_eq!(status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn an_unknown_query_parameter_is_400_naming_it_and_what_the_route_takes() {
+    let app = spawn_app().await;
+    for (path, unknown, takes) in [
+        (
+            "/admin/orders?stauts=dead",
+            "stauts",
+            "status, email, customer, workspace_id, limit, cursor",
+        ),
+        (
+            "/admin/calls?status=dead&page=2",
+            "page",
+            "status, limit, cursor",
+        ),
+        ("/admin/orders/1?verbose=1", "verbose", "none"),
+        ("/admin/stats?x=", "x", "none"),
+        ("/metrics?format=json", "format", "none"),
+    ] {
+        let (status, body) = app.admin_get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(&format!("unknown query parameter `{unknown}`")),
+            "{path}: {error}"
+        );
+        assert!(error.contains(takes), "{path}: {error}");
+    }
+    let (status, body) = app
+        .admin_post("/admin/calls/1/retry?force=true", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Without the token, the answer is still 401: the query is looked at after access.
+    let response = app.get("/admin/orders?stauts=dead").await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = app.admin_get("/admin/calls?status=dead&limit=5").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 /// `count` orders straight into the table, each with its own customer, email and status.
 async fn insert_orders(app: &TestApp, count: i64) -> Vec<i64> {
     sqlx::query_scalar(

@@ -60,7 +60,12 @@ async fn reprocessing_after_a_catalog_fix_plans_the_right_calls() {
         Duration::ZERO,
     );
     assert_eq!(fixed.drain().await.unwrap(), 1);
-    let expected: Vec<QueuedCall> = uchat_billing::dry_run::plan_events(&test_catalog(), &sale())
+    let sale: Vec<(String, Vec<u8>)> = sale()
+        .into_iter()
+        .enumerate()
+        .map(|(n, body)| (format!("event {n}"), body))
+        .collect();
+    let expected: Vec<QueuedCall> = uchat_billing::dry_run::plan_events(&test_catalog(), &sale)
         .unwrap()
         .into_iter()
         .flat_map(|step| step.effect.calls)

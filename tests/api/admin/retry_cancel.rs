@@ -189,3 +189,44 @@ async fn concurrent_retries_and_cancels_change_a_call_once() {
         assert_eq!((made, refused), (1, 7), "{action}: {answers:?}");
     }
 }
+
+#[tokio::test]
+async fn a_canceled_call_leaves_the_provisioned_state_and_a_note_says_what_was_skipped() {
+    let app = app_with_an_order().await;
+    let order_id = only_order_id(&app).await;
+    let calls = call_ids(&app, order_id).await;
+    // Create, business, business plus delivered; the two bots held for lack of credit.
+    for &call in &calls[..3] {
+        set_call(&app, call, "succeeded").await;
+    }
+    let bots = calls[3];
+    set_call(&app, bots, "held").await;
+    block_order(&app, order_id).await;
+    let (_, before) = app.admin_get(&format!("/admin/orders/{order_id}")).await;
+    assert_eq!(before["order"]["provisioned"]["addons"], json!({"bot": 2}));
+    assert_eq!(before["order"]["notes"], json!([]));
+
+    let (status, body) = app
+        .admin_post(&format!("/admin/calls/{bots}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (_, after) = app.admin_get(&format!("/admin/orders/{order_id}")).await;
+    let order = &after["order"];
+    assert_eq!(order["status"], "active");
+    assert_eq!(
+        order["provisioned"]["addons"],
+        json!({}),
+        "UChat got no bots"
+    );
+    assert_eq!(order["provisioned"]["plan"], "business_plus");
+    let notes = order["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let note = notes[0].as_str().unwrap();
+    assert!(
+        note.starts_with(&format!(
+            r#"call {bots} (add-addon {{"addon":"bot","qty":2}}) was canceled by an operator"#
+        )),
+        "{note}"
+    );
+}

@@ -362,6 +362,7 @@ pub async fn spawn_sandbox(
         token: PARTNER_TOKEN.to_owned(),
         credit: 1_000_000.0,
         faults,
+        ..Default::default()
     };
     let (router, handle) = uchat_billing::sandbox::router(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
