@@ -119,8 +119,9 @@ pub const PROCESS_EVENTS: Var = Var {
 pub const ADMIN_TOKEN: Var = Var {
     name: "ADMIN_TOKEN",
     unset: Unset::Off,
-    meaning: "bearer token of the admin API and `/metrics`; unset, those answer `503 \
-              {\"error\":\"admin disabled\"}` (webhooks are served all the same)",
+    meaning: "bearer token of the admin API and `/metrics`, at least 32 characters (e.g. \
+              `openssl rand -hex 32`); unset, those answer `503 {\"error\":\"admin \
+              disabled\"}` (webhooks are served all the same)",
 };
 pub const METRICS_PUBLIC: Var = Var {
     name: "METRICS_PUBLIC",
@@ -272,7 +273,7 @@ impl Config {
 
         let delivery = delivery(env);
         let background_work = flag(env, &PROCESS_EVENTS);
-        let admin_token = env.get(&ADMIN_TOKEN).map(Secret::new);
+        let admin_token = admin_token(env);
         let metrics_public = flag(env, &METRICS_PUBLIC);
 
         Some(Config {
@@ -288,6 +289,22 @@ impl Config {
             background_work,
         })
     }
+}
+
+/// The shortest admin token accepted: a guessable token would open every operator route.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+fn admin_token(env: &mut Env) -> Option<Secret> {
+    let token = env.get(&ADMIN_TOKEN)?;
+    if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        // Never echo it, not even its length.
+        env.report(format!(
+            "{} must be at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32`)",
+            ADMIN_TOKEN.name
+        ));
+        return None;
+    }
+    Some(Secret::new(token))
 }
 
 /// `true` or `false`.
@@ -416,13 +433,14 @@ mod tests {
 
     #[test]
     fn the_admin_token_and_public_metrics_are_read() {
+        let token = "0123456789abcdef0123456789abcdef";
         let config = Config::from_lookup(lookup(&[
             ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
-            ("ADMIN_TOKEN", " s3cret "),
+            ("ADMIN_TOKEN", &format!(" {token} ")),
             ("METRICS_PUBLIC", "true"),
         ]))
         .unwrap();
-        assert_eq!(config.admin_token, Some(Secret::new("s3cret")));
+        assert_eq!(config.admin_token, Some(Secret::new(token)));
         assert!(config.metrics_public);
 
         let errors = Config::from_lookup(lookup(&[
@@ -431,6 +449,19 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(errors.0, vec!["METRICS_PUBLIC must be `true` or `false`"]);
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused_without_echoing_it() {
+        let errors = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("ADMIN_TOKEN", "0123456789abcdef0123456789abcde"),
+            ("BIND_ADDR", "nowhere"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 2, "{errors}");
+        assert!(errors.0[1].starts_with("ADMIN_TOKEN must be at least 32 characters"));
+        assert!(!errors.to_string().contains("0123456789"), "{errors}");
     }
 
     #[test]

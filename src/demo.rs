@@ -48,7 +48,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
 
     let webhook_secret = Secret::new(format!("whsec_{}", random_token(32)));
     let sandbox_token = random_token(24);
-    let admin_token = random_token(24);
+    let admin_token = random_token(32);
     let sandbox_listener = tokio::net::TcpListener::bind(options.sandbox_bind)
         .await
         .with_context(|| format!("binding the sandbox to {}", options.sandbox_bind))?;

@@ -26,7 +26,7 @@ pub async fn receive(
             tracing::warn!(reason = %error, "webhook rejected");
             state
                 .metrics
-                .record_webhook(UNVERIFIED, "rejected", started.elapsed());
+                .record_webhook(None, "rejected", started.elapsed());
             return Err(error);
         }
     };
@@ -40,7 +40,7 @@ pub async fn receive(
     };
     state
         .metrics
-        .record_webhook(&event.event_type, outcome, started.elapsed());
+        .record_webhook(Some(&event.event_type), outcome, started.elapsed());
     let new = stored?;
     if new && acted_on {
         state.processor.arrivals().notify_one();
@@ -54,10 +54,6 @@ pub async fn receive(
     );
     Ok(Json(json!({ "received": true })))
 }
-
-/// The event type label of a request refused before its signature was checked: its body
-/// says nothing we can trust.
-const UNVERIFIED: &str = "unverified";
 
 /// The authentic event in the body, with the body.
 fn verify(

@@ -55,6 +55,27 @@ fn bad_configuration_exits_2_naming_every_problem() {
 }
 
 #[test]
+fn a_short_admin_token_is_refused_at_start_with_every_other_problem() {
+    let output = command()
+        .arg("serve")
+        .env("STRIPE_WEBHOOK_SECRET", "whsec_cli_test")
+        .env("CATALOG_PATH", common::fixture_path("catalog.toml"))
+        .env("ADMIN_TOKEN", "a-short-token")
+        .env("LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let problems: Vec<&str> = stderr.lines().collect();
+    assert_eq!(problems.len(), 2, "{stderr}");
+    assert!(
+        problems.contains(&"configuration error: ADMIN_TOKEN must be at least 32 characters (e.g. `openssl rand -hex 32`)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("a-short-token"), "token echoed: {stderr}");
+}
+
+#[test]
 fn every_command_reports_every_problem_of_its_environment_at_once() {
     reports_each_once(
         "serve",

@@ -22,7 +22,7 @@ use uchat_billing::startup::Application;
 use uchat_billing::stripe::signature;
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_primary";
-pub const ADMIN_TOKEN: &str = "admin-test-token";
+pub const ADMIN_TOKEN: &str = "admin-test-token-0123456789abcdef";
 
 /// Where the tests find Postgres; each test gets a database of its own there.
 fn server_url() -> String {
