@@ -8,8 +8,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::db::PoolLimits;
 use crate::delivery::{DeliverySettings, RetryPolicy};
 use crate::env::{Env, Unset, Var};
+use crate::http::ServerLimits;
 use crate::partner::PartnerClient;
 use crate::plan::Catalog;
 use crate::secret::Secret;
@@ -128,6 +130,70 @@ pub const METRICS_PUBLIC: Var = Var {
     unset: Unset::Default("false"),
     meaning: "`true` serves `/metrics` without the token, for a scraper that cannot send one",
 };
+pub const HTTP_HEADER_TIMEOUT_SECS: Var = Var {
+    name: "HTTP_HEADER_TIMEOUT_SECS",
+    unset: Unset::Default("10"),
+    meaning: "a request's head (request line and headers) must arrive within this, counted from \
+              the connection's start or its previous answer; a slower connection is closed",
+};
+pub const HTTP_KEEP_ALIVE_SECS: Var = Var {
+    name: "HTTP_KEEP_ALIVE_SECS",
+    unset: Unset::Default("5"),
+    meaning: "how long an idle connection is kept for its next request, at most \
+              `HTTP_HEADER_TIMEOUT_SECS`; `0` closes each connection after one request",
+};
+pub const HTTP_BODY_TIMEOUT_SECS: Var = Var {
+    name: "HTTP_BODY_TIMEOUT_SECS",
+    unset: Unset::Default("10"),
+    meaning: "a request's whole body must arrive within this once its head has; a slower one \
+              gets `408` and the connection is closed",
+};
+pub const HTTP_REQUEST_TIMEOUT_SECS: Var = Var {
+    name: "HTTP_REQUEST_TIMEOUT_SECS",
+    unset: Unset::Default("30"),
+    meaning: "the longest a request is handled, its body included; then it is answered `503` \
+              with `Retry-After`",
+};
+pub const MAX_CONNECTIONS: Var = Var {
+    name: "MAX_CONNECTIONS",
+    unset: Unset::Default("512"),
+    meaning: "connections served at once; more wait in the listen backlog, taking no file \
+              descriptor, until one closes. Refused at start if it does not fit the open-file \
+              limit (`ulimit -n`) with the descriptors the rest of the service needs",
+};
+pub const WEBHOOK_CONCURRENCY: Var = Var {
+    name: "WEBHOOK_CONCURRENCY",
+    unset: Unset::Default("64"),
+    meaning: "webhooks handled at once; more are answered `503` with `Retry-After` at once, and \
+              Stripe sends them again",
+};
+pub const SHUTDOWN_GRACE_SECS: Var = Var {
+    name: "SHUTDOWN_GRACE_SECS",
+    unset: Unset::Default("20"),
+    meaning: "on SIGTERM or SIGINT, how long requests in progress and background work get to \
+              finish; then the process exits (code 0) whatever clients are doing",
+};
+pub const INTAKE_DB_CONNECTIONS: Var = Var {
+    name: "INTAKE_DB_CONNECTIONS",
+    unset: Unset::Default("8"),
+    meaning: "database connections of webhook intake (and `/readyz`) alone: the admin API, the \
+              processor and delivery have their own and cannot take these",
+};
+pub const ADMIN_DB_CONNECTIONS: Var = Var {
+    name: "ADMIN_DB_CONNECTIONS",
+    unset: Unset::Default("4"),
+    meaning: "database connections of the admin API and `/metrics`",
+};
+pub const STATEMENT_TIMEOUT_MS: Var = Var {
+    name: "STATEMENT_TIMEOUT_MS",
+    unset: Unset::Default("30000"),
+    meaning: "the longest one SQL statement of intake, the processor or delivery may run",
+};
+pub const ADMIN_STATEMENT_TIMEOUT_MS: Var = Var {
+    name: "ADMIN_STATEMENT_TIMEOUT_MS",
+    unset: Unset::Default("5000"),
+    meaning: "the longest one SQL statement of the admin API or `/metrics` may run",
+};
 pub const LOG_FORMAT: Var = Var {
     name: "LOG_FORMAT",
     unset: Unset::Default("pretty"),
@@ -161,6 +227,17 @@ pub const VARIABLES: &[Var] = &[
     PROCESS_EVENTS,
     ADMIN_TOKEN,
     METRICS_PUBLIC,
+    HTTP_HEADER_TIMEOUT_SECS,
+    HTTP_KEEP_ALIVE_SECS,
+    HTTP_BODY_TIMEOUT_SECS,
+    HTTP_REQUEST_TIMEOUT_SECS,
+    MAX_CONNECTIONS,
+    WEBHOOK_CONCURRENCY,
+    SHUTDOWN_GRACE_SECS,
+    INTAKE_DB_CONNECTIONS,
+    ADMIN_DB_CONNECTIONS,
+    STATEMENT_TIMEOUT_MS,
+    ADMIN_STATEMENT_TIMEOUT_MS,
     LOG_FORMAT,
     RUST_LOG,
 ];
@@ -208,6 +285,66 @@ pub struct Config {
     /// Run the event processor (and delivery, if configured) inside `serve`
     /// (`PROCESS_EVENTS`). Tests turn it off to drive them themselves.
     pub background_work: bool,
+    pub limits: Limits,
+}
+
+/// Every limit `serve` keeps (README, "Limits").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub server: ServerLimits,
+    pub pools: PoolLimits,
+}
+
+impl Default for Limits {
+    /// The table's defaults.
+    fn default() -> Limits {
+        let mut env = Env::new(|_| None);
+        let limits = Limits::read(&mut env);
+        env.finish(Some(limits)).expect("the defaults are valid")
+    }
+}
+
+impl Limits {
+    fn read(env: &mut Env) -> Limits {
+        let seconds = |env: &mut Env, var| Duration::from_secs(positive(env, var));
+        let millis = |env: &mut Env, var| Duration::from_millis(positive(env, var));
+        let header_timeout = seconds(env, &HTTP_HEADER_TIMEOUT_SECS);
+        let keep_alive: u64 = env.parse(
+            &HTTP_KEEP_ALIVE_SECS,
+            |_| true,
+            |name, _| format!("{name} must be a whole number of seconds"),
+        );
+        if keep_alive > header_timeout.as_secs() {
+            env.report(format!(
+                "{} must be at most {} ({}): an idle connection is closed once its next request's \
+                 head is late",
+                HTTP_KEEP_ALIVE_SECS.name,
+                HTTP_HEADER_TIMEOUT_SECS.name,
+                header_timeout.as_secs()
+            ));
+        }
+        let server = ServerLimits {
+            header_timeout,
+            keep_alive: (keep_alive > 0).then(|| Duration::from_secs(keep_alive)),
+            body_timeout: seconds(env, &HTTP_BODY_TIMEOUT_SECS),
+            request_timeout: seconds(env, &HTTP_REQUEST_TIMEOUT_SECS),
+            max_connections: positive(env, &MAX_CONNECTIONS),
+            webhook_concurrency: positive(env, &WEBHOOK_CONCURRENCY),
+            shutdown_grace: Duration::from_secs(env.parse(
+                &SHUTDOWN_GRACE_SECS,
+                |_| true,
+                |name, _| format!("{name} must be a whole number of seconds"),
+            )),
+        };
+        check_open_file_limit(env, server.max_connections);
+        let pools = PoolLimits {
+            intake_connections: positive(env, &INTAKE_DB_CONNECTIONS),
+            admin_connections: positive(env, &ADMIN_DB_CONNECTIONS),
+            statement_timeout: statement_timeout(env),
+            admin_statement_timeout: millis(env, &ADMIN_STATEMENT_TIMEOUT_MS),
+        };
+        Limits { server, pools }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -275,6 +412,7 @@ impl Config {
         let background_work = flag(env, &PROCESS_EVENTS);
         let admin_token = admin_token(env);
         let metrics_public = flag(env, &METRICS_PUBLIC);
+        let limits = Limits::read(env);
 
         Some(Config {
             database_url: env.text(&DATABASE_URL),
@@ -287,6 +425,7 @@ impl Config {
             admin_token,
             metrics_public,
             background_work,
+            limits,
         })
     }
 }
@@ -305,6 +444,45 @@ fn admin_token(env: &mut Env) -> Option<Secret> {
         return None;
     }
     Some(Secret::new(token))
+}
+
+/// How long one statement of intake, the processor or delivery may run.
+pub fn statement_timeout(env: &mut Env) -> Duration {
+    Duration::from_millis(positive(env, &STATEMENT_TIMEOUT_MS))
+}
+
+/// File descriptors the service may hold besides its HTTP connections: database and
+/// partner connections, Stripe's, the listener, logs, the runtime's own.
+const DESCRIPTORS_BESIDES_CONNECTIONS: u64 = 256;
+
+/// Reports a connection cap that the process's open-file limit cannot hold: the cap would
+/// not keep the service from running out of descriptors. Linux only (`/proc`).
+fn check_open_file_limit(env: &mut Env, max_connections: usize) {
+    let Some(limit) = open_file_limit() else {
+        return;
+    };
+    let needed = max_connections as u64 + DESCRIPTORS_BESIDES_CONNECTIONS;
+    if needed > limit {
+        env.report(format!(
+            "{} ({max_connections}) plus {DESCRIPTORS_BESIDES_CONNECTIONS} descriptors for the \
+             rest of the service exceeds the open-file limit ({limit}): raise `ulimit -n` or \
+             lower {}",
+            MAX_CONNECTIONS.name, MAX_CONNECTIONS.name
+        ));
+    }
+}
+
+/// The soft limit on open files (`ulimit -n`), if the platform tells.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `true` or `false`.

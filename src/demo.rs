@@ -9,7 +9,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::config::{Config, Delivery};
+use crate::config::{Config, Delivery, Limits};
 use crate::db;
 use crate::delivery::DeliverySettings;
 use crate::partner::PartnerClient;
@@ -38,7 +38,7 @@ struct Step {
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let database_url = options.database_url;
     let db = db::pool(&database_url, 10)?;
-    if let Err(error) = db::prepare(&database_url, &db).await {
+    if let Err(error) = db::prepare(&database_url).await {
         bail!(
             "Postgres is not reachable at {database_url} ({error:#}).\n\
              Start one with `docker compose up -d postgres`, or on Debian:\n  \
@@ -74,8 +74,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         admin_token: Some(Secret::new(admin_token.clone())),
         metrics_public: false,
         background_work: true,
+        limits: Limits::default(),
     };
-    let app = Application::with_pool(&config, db.clone()).await?;
+    let app = Application::connect(&config).await?;
     let service_url = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let service = tokio::spawn(app.run(async {
@@ -128,7 +129,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         crate::startup::shutdown_signal().await;
     }
     let _ = stop.send(());
-    service.await??;
+    service.await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use uchat_billing::config::{self, Config, Delivery};
@@ -64,10 +65,11 @@ enum Command {
 
 /// A command with everything it reads from the environment.
 enum Job {
-    Serve(Config),
+    Serve(Box<Config>),
     Worker {
         database_url: String,
         delivery: Delivery,
+        statement_timeout: Duration,
     },
     Migrate {
         database_url: String,
@@ -88,9 +90,10 @@ impl Job {
     /// `None` only along with a problem reported to `env`.
     fn read(command: Command, env: &mut Env) -> Option<Job> {
         Some(match command {
-            Command::Serve => Job::Serve(Config::read(env)?),
+            Command::Serve => Job::Serve(Box::new(Config::read(env)?)),
             Command::Worker => Job::Worker {
                 database_url: env.text(&config::DATABASE_URL),
+                statement_timeout: config::statement_timeout(env),
                 delivery: Delivery::read(env)?,
             },
             Command::Migrate => Job::Migrate {
@@ -147,7 +150,8 @@ async fn main() -> ExitCode {
         Job::Worker {
             database_url,
             delivery,
-        } => work(&database_url, delivery).await,
+            statement_timeout,
+        } => work(&database_url, delivery, statement_timeout).await,
         Job::Migrate { database_url } => migrate(&database_url).await,
         Job::Sandbox { bind, config } => run_sandbox(bind, config).await,
         Job::Demo(options) => demo::run(options).await,
@@ -163,14 +167,23 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Box<Config>) -> anyhow::Result<()> {
     let app = Application::build(&config).await?;
-    app.run(startup::shutdown_signal()).await
+    app.run(startup::shutdown_signal()).await;
+    Ok(())
 }
 
-async fn work(database_url: &str, delivery: Delivery) -> anyhow::Result<()> {
-    let pool = db::pool(database_url, delivery.settings.concurrency as u32 + 2)?;
-    db::prepare(database_url, &pool).await?;
+async fn work(
+    database_url: &str,
+    delivery: Delivery,
+    statement_timeout: Duration,
+) -> anyhow::Result<()> {
+    db::prepare(database_url).await?;
+    let pool = db::pool_with_statement_timeout(
+        database_url,
+        delivery.settings.concurrency as u32 + 2,
+        statement_timeout,
+    )?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // A worker alone serves no /metrics: its tries are in the attempts table.
     let metrics = Default::default();
@@ -189,8 +202,7 @@ async fn run_sandbox(bind: SocketAddr, config: SandboxConfig) -> anyhow::Result<
 }
 
 async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    let pool = db::pool(database_url, 1)?;
-    db::prepare(database_url, &pool).await?;
+    db::prepare(database_url).await?;
     tracing::info!("database is up to date");
     Ok(())
 }

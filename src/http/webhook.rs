@@ -20,6 +20,14 @@ pub async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
+    // Beyond what intake takes at once, answer at once: Stripe retries later, and the
+    // requests in hand are not slowed down by more waiting behind them.
+    let Ok(_slot) = state.webhook_slots.try_acquire() else {
+        state
+            .metrics
+            .record_webhook(None, "shed", started.elapsed());
+        return Err(ApiError::Overloaded);
+    };
     let (event, body) = match verify(&state, &headers, body) {
         Ok(verified) => verified,
         Err(error) => {
@@ -32,7 +40,7 @@ pub async fn receive(
     };
     let raw_body = std::str::from_utf8(&body).expect("parse_event checked UTF-8");
     let acted_on = decode::acts_on(&event.event_type);
-    let stored = crate::db::events::insert(&state.db, &event, raw_body, acted_on).await;
+    let stored = crate::db::events::insert(&state.intake_db, &event, raw_body, acted_on).await;
     let outcome = match stored {
         Ok(true) => "stored",
         Ok(false) => "duplicate",
