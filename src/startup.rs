@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
@@ -17,6 +17,22 @@ use crate::processor::Processor;
 
 /// Events applied at once. An order's events still apply one at a time, in order.
 const PROCESSOR_LOOPS: usize = 4;
+
+/// Connections the kernel holds for us while `MAX_CONNECTIONS` are served (at most
+/// `net.core.somaxconn`); past them a client's connect is not answered, and it retries.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener with room in its backlog for a burst past the connection cap (the
+/// standard library's, and so tokio's `bind`, has 128).
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -47,9 +63,8 @@ impl Application {
         // its reclaiming of expired leases one more each.
         let work_connections = (PROCESSOR_LOOPS + delivery_connections + 2) as u32;
         let pools = Pools::new(&config.database_url, &config.limits.pools, work_connections)?;
-        let listener = TcpListener::bind(config.bind_addr)
-            .await
-            .with_context(|| format!("binding {}", config.bind_addr))?;
+        let listener =
+            listen(config.bind_addr).with_context(|| format!("binding {}", config.bind_addr))?;
         if config.admin_token.is_none() {
             tracing::warn!(
                 "ADMIN_TOKEN is not set: admin disabled (/admin/... and /metrics answer 503)"

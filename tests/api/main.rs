@@ -8,6 +8,7 @@ mod common;
 mod delivery;
 mod flow;
 mod fuzz;
+mod limits;
 mod processing;
 mod resilience;
 mod test_app;
