@@ -187,11 +187,13 @@ async fn work(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // A worker alone serves no /metrics: its tries are in the attempts table.
     let metrics = Default::default();
+    let folding = tokio::spawn(db::stats::keep_folded(pool.clone(), stopped.clone()));
     let worker = Worker::new(pool, delivery.partner, delivery.settings, metrics);
     let worker = tokio::spawn(worker.run(stopped));
     startup::shutdown_signal().await;
     let _ = stop.send(true);
     worker.await?;
+    folding.await?;
     Ok(())
 }
 

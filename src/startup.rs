@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use sqlx::PgPool;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 
@@ -38,6 +39,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     limits: ServerLimits,
+    /// The processor's and delivery's pool.
+    work_db: PgPool,
     processor: Processor,
     worker: Option<Worker>,
     background_work: bool,
@@ -101,6 +104,7 @@ impl Application {
             listener,
             state,
             limits,
+            work_db: pools.work,
             processor,
             worker,
             background_work: config.background_work,
@@ -137,6 +141,10 @@ impl Application {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         if self.background_work {
+            tasks.spawn(crate::db::stats::keep_folded(
+                self.work_db.clone(),
+                stopped.clone(),
+            ));
             for _ in 0..PROCESSOR_LOOPS {
                 tasks.spawn(self.processor.clone().run(stopped.clone()));
             }

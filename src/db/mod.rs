@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection, Postgres};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 /// A pool that connects on first use, so the service starts (and answers 503) while
 /// Postgres is down, and recovers by itself when it comes back.
@@ -91,6 +91,19 @@ pub async fn prepare(database_url: &str) -> anyhow::Result<()> {
     sqlx::migrate!("./migrations").run(&mut connection).await?;
     connection.close().await?;
     Ok(())
+}
+
+/// Ends a list's statement: rows `before` an id (the previous page's last), newest first,
+/// at most `limit`. The statement names only the filters given, so each combination is
+/// planned for itself: a plan cached for `($1 IS NULL OR status = $1)` could use no index
+/// and would read the whole table for a rare status.
+fn newest_first(query: &mut QueryBuilder<'_, Postgres>, id: &str, before: Option<i64>, limit: i64) {
+    if let Some(before) = before {
+        query.push(format!(" AND {id} < ")).push_bind(before);
+    }
+    query
+        .push(format!(" ORDER BY {id} DESC LIMIT "))
+        .push_bind(limit);
 }
 
 /// An operator's change to a row: made, or refused with the reason its state gives.
