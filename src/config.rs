@@ -377,11 +377,7 @@ pub fn log_format(env: &mut Env) -> LogFormat {
 impl Config {
     /// The settings of `serve`; `None` when something is wrong, each problem reported.
     pub fn read(env: &mut Env) -> Option<Config> {
-        let bind_addr = env.parse(
-            &BIND_ADDR,
-            |_| true,
-            |name, value| format!("{name} must be an address like 127.0.0.1:8080, not `{value}`"),
-        );
+        let bind_addr = bind_addr(env);
 
         let webhook_secrets = match env.get(&STRIPE_WEBHOOK_SECRET) {
             None => {
@@ -444,6 +440,15 @@ fn admin_token(env: &mut Env) -> Option<Secret> {
         return None;
     }
     Some(Secret::new(token))
+}
+
+/// Where the service listens.
+pub fn bind_addr(env: &mut Env) -> SocketAddr {
+    env.parse(
+        &BIND_ADDR,
+        |_| true,
+        |name, value| format!("{name} must be an address like 127.0.0.1:8080, not `{value}`"),
+    )
 }
 
 /// How long one statement of intake, the processor or delivery may run.
@@ -701,6 +706,87 @@ mod tests {
         let errors = Config::from_lookup(lookup(&[])).unwrap_err();
         assert_eq!(errors.0.len(), 1);
         assert!(errors.0[0].starts_with("STRIPE_WEBHOOK_SECRET is required"));
+    }
+
+    #[test]
+    fn the_readmes_limits_name_each_limits_variable_with_its_default() {
+        let readme = include_str!("../README.md");
+        let rows: Vec<&str> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("| limit | default | variable |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .collect();
+        let mut named = Vec::new();
+        for row in &rows {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let name = cells[2].trim_end_matches(" |").trim_matches('`');
+            let var = VARIABLES
+                .iter()
+                .find(|var| var.name == name)
+                .unwrap_or_else(|| panic!("{name} is no variable: {row}"));
+            let Unset::Default(default) = var.unset else {
+                panic!("{name} has no default");
+            };
+            assert!(cells[1].starts_with(&format!("`{default}`")), "{row}");
+            named.push(name);
+        }
+        for limit in [
+            HTTP_HEADER_TIMEOUT_SECS,
+            HTTP_KEEP_ALIVE_SECS,
+            HTTP_BODY_TIMEOUT_SECS,
+            HTTP_REQUEST_TIMEOUT_SECS,
+            MAX_CONNECTIONS,
+            WEBHOOK_CONCURRENCY,
+            SHUTDOWN_GRACE_SECS,
+            INTAKE_DB_CONNECTIONS,
+            ADMIN_DB_CONNECTIONS,
+            STATEMENT_TIMEOUT_MS,
+            ADMIN_STATEMENT_TIMEOUT_MS,
+        ] {
+            assert!(
+                named.contains(&limit.name),
+                "README's limits lack {}",
+                limit.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_limits_are_read_and_checked_together() {
+        let limits = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "3"),
+            ("HTTP_KEEP_ALIVE_SECS", "0"),
+            ("MAX_CONNECTIONS", "16"),
+            ("ADMIN_STATEMENT_TIMEOUT_MS", "250"),
+        ]))
+        .unwrap()
+        .limits;
+        assert_eq!(limits.server.header_timeout, Duration::from_secs(3));
+        assert_eq!(limits.server.keep_alive, None);
+        assert_eq!(limits.server.max_connections, 16);
+        assert_eq!(
+            limits.pools.admin_statement_timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(limits.server.shutdown_grace, Duration::from_secs(20));
+
+        let errors = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "3"),
+            ("HTTP_KEEP_ALIVE_SECS", "5"),
+            ("WEBHOOK_CONCURRENCY", "0"),
+            ("MAX_CONNECTIONS", "100000000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 3, "{errors}");
+        assert!(errors.0[0].starts_with("HTTP_KEEP_ALIVE_SECS must be at most"));
+        assert_eq!(
+            errors.0[1],
+            "WEBHOOK_CONCURRENCY must be a positive whole number"
+        );
+        assert!(errors.0[2].starts_with("MAX_CONNECTIONS (100000000) plus 256"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,6 +47,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         sandbox_bind: SocketAddr,
     },
+    /// Exit 0 if the service on BIND_ADDR is ready (GET /readyz answers 200 within 3 s),
+    /// else 1: a container's health check, as the image has no curl.
+    Healthcheck {
+        /// Ask this URL instead (the sandbox's container: http://127.0.0.1:8090/sandbox/state).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Check a catalog file: every problem is printed with its line; exit 2 if any.
     CheckCatalog {
         /// The catalog to check [default: CATALOG_PATH, else catalog.toml].
@@ -79,6 +86,7 @@ enum Job {
         config: SandboxConfig,
     },
     Demo(DemoOptions),
+    Healthcheck(String),
     CheckCatalog(PathBuf),
     Plan {
         catalog: PathBuf,
@@ -113,6 +121,9 @@ impl Job {
                 sandbox_bind,
                 keep_running,
             }),
+            Command::Healthcheck { url } => {
+                Job::Healthcheck(url.unwrap_or_else(|| readiness_url(config::bind_addr(env))))
+            }
             Command::CheckCatalog { path } => {
                 Job::CheckCatalog(path.unwrap_or_else(|| env.text(&config::CATALOG_PATH).into()))
             }
@@ -155,6 +166,7 @@ async fn main() -> ExitCode {
         Job::Migrate { database_url } => migrate(&database_url).await,
         Job::Sandbox { bind, config } => run_sandbox(bind, config).await,
         Job::Demo(options) => demo::run(options).await,
+        Job::Healthcheck(url) => return healthcheck(&url).await,
         Job::CheckCatalog(path) => return check_catalog(&path),
         Job::Plan { catalog, events } => return print_plan(&catalog, &events),
     };
@@ -207,6 +219,36 @@ async fn migrate(database_url: &str) -> anyhow::Result<()> {
     db::prepare(database_url).await?;
     tracing::info!("database is up to date");
     Ok(())
+}
+
+/// `/readyz` of a service listening on `bind`; one listening on every address is asked
+/// on loopback.
+fn readiness_url(mut bind: SocketAddr) -> String {
+    if bind.ip().is_unspecified() {
+        bind.set_ip(match bind {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{bind}/readyz")
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("a client with a timeout builds");
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("unhealthy: {url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("unhealthy: {url}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check_catalog(path: &Path) -> ExitCode {

@@ -62,8 +62,8 @@ impl Application {
             .delivery
             .as_ref()
             .map_or(0, |delivery| delivery.settings.concurrency);
-        // Each processor loop and each call in flight holds one; the worker's claims and
-        // its reclaiming of expired leases one more each.
+        // One for each processor loop and each call in flight; one for the worker's own
+        // claims and one for folding the status counts.
         let work_connections = (PROCESSOR_LOOPS + delivery_connections + 2) as u32;
         let pools = Pools::new(&config.database_url, &config.limits.pools, work_connections)?;
         let listener =

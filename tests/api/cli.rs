@@ -171,6 +171,42 @@ async fn migrate_creates_the_database_and_serve_stops_cleanly_on_sigterm() {
     assert_eq!(status.code(), Some(0));
 }
 
+#[tokio::test]
+async fn healthcheck_exits_0_while_the_service_is_ready_and_1_otherwise() {
+    let app = common::spawn_app().await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    // Off the test's runtime, which serves the apps meanwhile.
+    let healthcheck = |bind: String| {
+        tokio::task::spawn_blocking(move || {
+            let output = command()
+                .arg("healthcheck")
+                .env("BIND_ADDR", bind)
+                .output()
+                .unwrap();
+            (
+                output.status.code(),
+                String::from_utf8(output.stderr).unwrap(),
+            )
+        })
+    };
+    // As in the image: listening on every address, asked on loopback.
+    let ready = healthcheck(format!("0.0.0.0:{port}")).await.unwrap();
+    assert_eq!(ready, (Some(0), String::new()));
+
+    let nobody = common::service::free_port();
+    let (code, stderr) = healthcheck(format!("127.0.0.1:{nobody}")).await.unwrap();
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("unhealthy: "), "{stderr}");
+
+    let down = common::spawn_app_without_database().await;
+    let (code, stderr) = healthcheck(down.address.replace("http://", ""))
+        .await
+        .unwrap();
+    // Not ready: 503 once the pool gives up on the database, or no answer within 3 s.
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("unhealthy: "), "{stderr}");
+}
+
 #[test]
 fn check_catalog_accepts_the_example_and_names_the_line_of_each_problem() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.example.toml");
