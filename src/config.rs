@@ -731,19 +731,13 @@ mod tests {
             assert!(cells[1].starts_with(&format!("`{default}`")), "{row}");
             named.push(name);
         }
-        for limit in [
-            HTTP_HEADER_TIMEOUT_SECS,
-            HTTP_KEEP_ALIVE_SECS,
-            HTTP_BODY_TIMEOUT_SECS,
-            HTTP_REQUEST_TIMEOUT_SECS,
-            MAX_CONNECTIONS,
-            WEBHOOK_CONCURRENCY,
-            SHUTDOWN_GRACE_SECS,
-            INTAKE_DB_CONNECTIONS,
-            ADMIN_DB_CONNECTIONS,
-            STATEMENT_TIMEOUT_MS,
-            ADMIN_STATEMENT_TIMEOUT_MS,
-        ] {
+        // The limits are the variables from the header timeout to the admin statement's.
+        let position = |limit: Var| VARIABLES.iter().position(|var| var.name == limit.name);
+        let (first, last) = (
+            position(HTTP_HEADER_TIMEOUT_SECS).unwrap(),
+            position(ADMIN_STATEMENT_TIMEOUT_MS).unwrap(),
+        );
+        for limit in &VARIABLES[first..=last] {
             assert!(
                 named.contains(&limit.name),
                 "README's limits lack {}",

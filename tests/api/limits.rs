@@ -7,7 +7,7 @@ use crate::common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::service::ServiceProcess;
+use common::service::{serve_env, ServiceProcess};
 use common::*;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
@@ -129,21 +129,13 @@ async fn past_the_cap_connections_wait_without_taking_descriptors_and_are_served
     const LIMIT: u64 = 320;
     const CAP: usize = 32;
     let database = fresh_database().await;
-    let service = ServiceProcess::start_with_open_file_limit(
-        &[
-            ("DATABASE_URL", database.url.clone()),
-            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
-            (
-                "CATALOG_PATH",
-                fixture_path("catalog.toml").display().to_string(),
-            ),
-            ("MAX_CONNECTIONS", CAP.to_string()),
-            // Only the cap, not a timeout, is what these idle connections meet.
-            ("HTTP_HEADER_TIMEOUT_SECS", "60".into()),
-        ],
-        LIMIT,
-    )
-    .await;
+    let mut env = serve_env(&database.url);
+    env.extend([
+        ("MAX_CONNECTIONS", CAP.to_string()),
+        // Only the cap, not a timeout, is what these idle connections meet.
+        ("HTTP_HEADER_TIMEOUT_SECS", "60".into()),
+    ]);
+    let service = ServiceProcess::start_with_open_file_limit(&env, LIMIT).await;
     let descriptors =
         || std::fs::read_dir(format!("/proc/{}/fd", service.pid())).map_or(0, |fds| fds.count());
     let before = descriptors();
@@ -193,19 +185,14 @@ async fn past_the_cap_connections_wait_without_taking_descriptors_and_are_served
 #[tokio::test]
 async fn sigterm_with_half_sent_requests_exits_within_the_grace_period() {
     let database = fresh_database().await;
-    let mut service = ServiceProcess::start(&[
-        ("DATABASE_URL", database.url.clone()),
-        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
-        (
-            "CATALOG_PATH",
-            fixture_path("catalog.toml").display().to_string(),
-        ),
+    let mut env = serve_env(&database.url);
+    env.extend([
         ("SHUTDOWN_GRACE_SECS", "2".into()),
         // The clients outlast the grace period: only it can end them.
         ("HTTP_HEADER_TIMEOUT_SECS", "60".into()),
         ("HTTP_BODY_TIMEOUT_SECS", "60".into()),
-    ])
-    .await;
+    ]);
+    let mut service = ServiceProcess::start(&env).await;
     let mut half_sent = Vec::new();
     for start in [SLOW_HEAD, SLOW_BODY, SLOW_HEAD, SLOW_BODY] {
         let mut stream = TcpStream::connect(socket_address(&service.address))

@@ -33,6 +33,18 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// What `serve` needs to start against `database_url`, with the test catalog and secret.
+pub fn serve_env(database_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", database_url.to_owned()),
+        ("STRIPE_WEBHOOK_SECRET", super::WEBHOOK_SECRET.into()),
+        (
+            "CATALOG_PATH",
+            super::fixture_path("catalog.toml").display().to_string(),
+        ),
+    ]
+}
+
 impl ServiceProcess {
     /// Starts `serve` with a clean environment plus `env` and `BIND_ADDR` on a free
     /// port, and waits until it is ready.
