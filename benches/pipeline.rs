@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use support::{sale_events, signed, Partner, Service, FIXTURES, PARTNER_TOKEN};
+use support::{percentile, sale_events, signed, Partner, Service, FIXTURES, PARTNER_TOKEN};
 
 const DATABASE: &str = "uchat_billing_bench";
 /// Intake rounds per concurrency, and events per round: the machine's noise is large
@@ -417,13 +417,4 @@ async fn end_to_end(
         elapsed,
         first_call: Load { latencies, elapsed },
     })
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize]
 }

@@ -8,8 +8,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::db::PoolLimits;
 use crate::delivery::{DeliverySettings, RetryPolicy};
 use crate::env::{Env, Unset, Var};
+use crate::http::ServerLimits;
 use crate::partner::PartnerClient;
 use crate::plan::Catalog;
 use crate::secret::Secret;
@@ -122,13 +124,78 @@ pub const PROCESS_EVENTS: Var = Var {
 pub const ADMIN_TOKEN: Var = Var {
     name: "ADMIN_TOKEN",
     unset: Unset::Off,
-    meaning: "bearer token of the admin API and `/metrics`; unset, those answer `503 \
-              {\"error\":\"admin disabled\"}` (webhooks are served all the same)",
+    meaning: "bearer token of the admin API and `/metrics`, at least 32 characters (e.g. \
+              `openssl rand -hex 32`); unset, those answer `503 {\"error\":\"admin \
+              disabled\"}` (webhooks are served all the same)",
 };
 pub const METRICS_PUBLIC: Var = Var {
     name: "METRICS_PUBLIC",
     unset: Unset::Default("false"),
     meaning: "`true` serves `/metrics` without the token, for a scraper that cannot send one",
+};
+pub const HTTP_HEADER_TIMEOUT_SECS: Var = Var {
+    name: "HTTP_HEADER_TIMEOUT_SECS",
+    unset: Unset::Default("10"),
+    meaning: "a request's head (request line and headers) must arrive within this, counted from \
+              the connection's start or its previous answer; a slower connection is closed",
+};
+pub const HTTP_KEEP_ALIVE_SECS: Var = Var {
+    name: "HTTP_KEEP_ALIVE_SECS",
+    unset: Unset::Default("5"),
+    meaning: "how long an idle connection is kept for its next request, at most \
+              `HTTP_HEADER_TIMEOUT_SECS`; `0` closes each connection after one request",
+};
+pub const HTTP_BODY_TIMEOUT_SECS: Var = Var {
+    name: "HTTP_BODY_TIMEOUT_SECS",
+    unset: Unset::Default("10"),
+    meaning: "a request's whole body must arrive within this once its head has; a slower one \
+              gets `408` and the connection is closed",
+};
+pub const HTTP_REQUEST_TIMEOUT_SECS: Var = Var {
+    name: "HTTP_REQUEST_TIMEOUT_SECS",
+    unset: Unset::Default("30"),
+    meaning: "the longest a request is handled, its body included; then it is answered `503` \
+              with `Retry-After`",
+};
+pub const MAX_CONNECTIONS: Var = Var {
+    name: "MAX_CONNECTIONS",
+    unset: Unset::Default("512"),
+    meaning: "connections served at once; more wait in the listen backlog, taking no file \
+              descriptor, until one closes. Refused at start if it does not fit the open-file \
+              limit (`ulimit -n`) with the descriptors the rest of the service needs",
+};
+pub const WEBHOOK_CONCURRENCY: Var = Var {
+    name: "WEBHOOK_CONCURRENCY",
+    unset: Unset::Default("64"),
+    meaning: "webhooks handled at once; more are answered `503` with `Retry-After` at once, and \
+              Stripe sends them again",
+};
+pub const SHUTDOWN_GRACE_SECS: Var = Var {
+    name: "SHUTDOWN_GRACE_SECS",
+    unset: Unset::Default("20"),
+    meaning: "on SIGTERM or SIGINT, how long requests in progress and background work get to \
+              finish; then the process exits (code 0) whatever clients are doing",
+};
+pub const INTAKE_DB_CONNECTIONS: Var = Var {
+    name: "INTAKE_DB_CONNECTIONS",
+    unset: Unset::Default("8"),
+    meaning: "database connections of webhook intake (and `/readyz`) alone: the admin API, the \
+              processor and delivery have their own and cannot take these",
+};
+pub const ADMIN_DB_CONNECTIONS: Var = Var {
+    name: "ADMIN_DB_CONNECTIONS",
+    unset: Unset::Default("4"),
+    meaning: "database connections of the admin API and `/metrics`",
+};
+pub const STATEMENT_TIMEOUT_MS: Var = Var {
+    name: "STATEMENT_TIMEOUT_MS",
+    unset: Unset::Default("30000"),
+    meaning: "the longest one SQL statement of intake, the processor or delivery may run",
+};
+pub const ADMIN_STATEMENT_TIMEOUT_MS: Var = Var {
+    name: "ADMIN_STATEMENT_TIMEOUT_MS",
+    unset: Unset::Default("5000"),
+    meaning: "the longest one SQL statement of the admin API or `/metrics` may run",
 };
 pub const LOG_FORMAT: Var = Var {
     name: "LOG_FORMAT",
@@ -163,6 +230,17 @@ pub const VARIABLES: &[Var] = &[
     PROCESS_EVENTS,
     ADMIN_TOKEN,
     METRICS_PUBLIC,
+    HTTP_HEADER_TIMEOUT_SECS,
+    HTTP_KEEP_ALIVE_SECS,
+    HTTP_BODY_TIMEOUT_SECS,
+    HTTP_REQUEST_TIMEOUT_SECS,
+    MAX_CONNECTIONS,
+    WEBHOOK_CONCURRENCY,
+    SHUTDOWN_GRACE_SECS,
+    INTAKE_DB_CONNECTIONS,
+    ADMIN_DB_CONNECTIONS,
+    STATEMENT_TIMEOUT_MS,
+    ADMIN_STATEMENT_TIMEOUT_MS,
     LOG_FORMAT,
     RUST_LOG,
 ];
@@ -210,6 +288,66 @@ pub struct Config {
     /// Run the event processor (and delivery, if configured) inside `serve`
     /// (`PROCESS_EVENTS`). Tests turn it off to drive them themselves.
     pub background_work: bool,
+    pub limits: Limits,
+}
+
+/// Every limit `serve` keeps (README, "Limits").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub server: ServerLimits,
+    pub pools: PoolLimits,
+}
+
+impl Default for Limits {
+    /// The table's defaults.
+    fn default() -> Limits {
+        let mut env = Env::new(|_| None);
+        let limits = Limits::read(&mut env);
+        env.finish(Some(limits)).expect("the defaults are valid")
+    }
+}
+
+impl Limits {
+    fn read(env: &mut Env) -> Limits {
+        let seconds = |env: &mut Env, var| Duration::from_secs(positive(env, var));
+        let millis = |env: &mut Env, var| Duration::from_millis(positive(env, var));
+        let header_timeout = seconds(env, &HTTP_HEADER_TIMEOUT_SECS);
+        let keep_alive: u64 = env.parse(
+            &HTTP_KEEP_ALIVE_SECS,
+            |_| true,
+            |name, _| format!("{name} must be a whole number of seconds"),
+        );
+        if keep_alive > header_timeout.as_secs() {
+            env.report(format!(
+                "{} must be at most {} ({}): an idle connection is closed once its next request's \
+                 head is late",
+                HTTP_KEEP_ALIVE_SECS.name,
+                HTTP_HEADER_TIMEOUT_SECS.name,
+                header_timeout.as_secs()
+            ));
+        }
+        let server = ServerLimits {
+            header_timeout,
+            keep_alive: (keep_alive > 0).then(|| Duration::from_secs(keep_alive)),
+            body_timeout: seconds(env, &HTTP_BODY_TIMEOUT_SECS),
+            request_timeout: seconds(env, &HTTP_REQUEST_TIMEOUT_SECS),
+            max_connections: positive(env, &MAX_CONNECTIONS),
+            webhook_concurrency: positive(env, &WEBHOOK_CONCURRENCY),
+            shutdown_grace: Duration::from_secs(env.parse(
+                &SHUTDOWN_GRACE_SECS,
+                |_| true,
+                |name, _| format!("{name} must be a whole number of seconds"),
+            )),
+        };
+        check_open_file_limit(env, server.max_connections);
+        let pools = PoolLimits {
+            intake_connections: positive(env, &INTAKE_DB_CONNECTIONS),
+            admin_connections: positive(env, &ADMIN_DB_CONNECTIONS),
+            statement_timeout: statement_timeout(env),
+            admin_statement_timeout: millis(env, &ADMIN_STATEMENT_TIMEOUT_MS),
+        };
+        Limits { server, pools }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -242,11 +380,7 @@ pub fn log_format(env: &mut Env) -> LogFormat {
 impl Config {
     /// The settings of `serve`; `None` when something is wrong, each problem reported.
     pub fn read(env: &mut Env) -> Option<Config> {
-        let bind_addr = env.parse(
-            &BIND_ADDR,
-            |_| true,
-            |name, value| format!("{name} must be an address like 127.0.0.1:8080, not `{value}`"),
-        );
+        let bind_addr = bind_addr(env);
 
         let webhook_secrets = match env.get(&STRIPE_WEBHOOK_SECRET) {
             None => {
@@ -275,8 +409,9 @@ impl Config {
 
         let delivery = delivery(env);
         let background_work = flag(env, &PROCESS_EVENTS);
-        let admin_token = env.get(&ADMIN_TOKEN).map(Secret::new);
+        let admin_token = admin_token(env);
         let metrics_public = flag(env, &METRICS_PUBLIC);
+        let limits = Limits::read(env);
 
         Some(Config {
             database_url: database_url(env),
@@ -289,6 +424,7 @@ impl Config {
             admin_token,
             metrics_public,
             background_work,
+            limits,
         })
     }
 }
@@ -326,6 +462,70 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
         cause = source;
     }
     cause.to_string()
+}
+
+/// The shortest admin token accepted: a guessable token would open every operator route.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+fn admin_token(env: &mut Env) -> Option<Secret> {
+    let token = env.get(&ADMIN_TOKEN)?;
+    if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        // Never echo it, not even its length.
+        env.report(format!(
+            "{} must be at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32`)",
+            ADMIN_TOKEN.name
+        ));
+        return None;
+    }
+    Some(Secret::new(token))
+}
+
+/// Where the service listens.
+pub fn bind_addr(env: &mut Env) -> SocketAddr {
+    env.parse(
+        &BIND_ADDR,
+        |_| true,
+        |name, value| format!("{name} must be an address like 127.0.0.1:8080, not `{value}`"),
+    )
+}
+
+/// How long one statement of intake, the processor or delivery may run.
+pub fn statement_timeout(env: &mut Env) -> Duration {
+    Duration::from_millis(positive(env, &STATEMENT_TIMEOUT_MS))
+}
+
+/// File descriptors the service may hold besides its HTTP connections: database and
+/// partner connections, Stripe's, the listener, logs, the runtime's own.
+const DESCRIPTORS_BESIDES_CONNECTIONS: u64 = 256;
+
+/// Reports a connection cap that the process's open-file limit cannot hold: the cap would
+/// not keep the service from running out of descriptors. Linux only (`/proc`).
+fn check_open_file_limit(env: &mut Env, max_connections: usize) {
+    let Some(limit) = open_file_limit() else {
+        return;
+    };
+    let needed = max_connections as u64 + DESCRIPTORS_BESIDES_CONNECTIONS;
+    if needed > limit {
+        env.report(format!(
+            "{} ({max_connections}) plus {DESCRIPTORS_BESIDES_CONNECTIONS} descriptors for the \
+             rest of the service exceeds the open-file limit ({limit}): raise `ulimit -n` or \
+             lower {}",
+            MAX_CONNECTIONS.name, MAX_CONNECTIONS.name
+        ));
+    }
+}
+
+/// The soft limit on open files (`ulimit -n`), if the platform tells.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `true` or `false`.
@@ -454,13 +654,14 @@ mod tests {
 
     #[test]
     fn the_admin_token_and_public_metrics_are_read() {
+        let token = "0123456789abcdef0123456789abcdef";
         let config = Config::from_lookup(lookup(&[
             ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
-            ("ADMIN_TOKEN", " s3cret "),
+            ("ADMIN_TOKEN", &format!(" {token} ")),
             ("METRICS_PUBLIC", "true"),
         ]))
         .unwrap();
-        assert_eq!(config.admin_token, Some(Secret::new("s3cret")));
+        assert_eq!(config.admin_token, Some(Secret::new(token)));
         assert!(config.metrics_public);
 
         let errors = Config::from_lookup(lookup(&[
@@ -469,6 +670,19 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(errors.0, vec!["METRICS_PUBLIC must be `true` or `false`"]);
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused_without_echoing_it() {
+        let errors = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("ADMIN_TOKEN", "0123456789abcdef0123456789abcde"),
+            ("BIND_ADDR", "nowhere"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 2, "{errors}");
+        assert!(errors.0[1].starts_with("ADMIN_TOKEN must be at least 32 characters"));
+        assert!(!errors.to_string().contains("0123456789"), "{errors}");
     }
 
     #[test]
@@ -560,6 +774,81 @@ mod tests {
         let errors = Config::from_lookup(lookup(&[])).unwrap_err();
         assert_eq!(errors.0.len(), 1);
         assert!(errors.0[0].starts_with("STRIPE_WEBHOOK_SECRET is required"));
+    }
+
+    #[test]
+    fn the_readmes_limits_name_each_limits_variable_with_its_default() {
+        let readme = include_str!("../README.md");
+        let rows: Vec<&str> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("| limit | default | variable |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .collect();
+        let mut named = Vec::new();
+        for row in &rows {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let name = cells[2].trim_end_matches(" |").trim_matches('`');
+            let var = VARIABLES
+                .iter()
+                .find(|var| var.name == name)
+                .unwrap_or_else(|| panic!("{name} is no variable: {row}"));
+            let Unset::Default(default) = var.unset else {
+                panic!("{name} has no default");
+            };
+            assert!(cells[1].starts_with(&format!("`{default}`")), "{row}");
+            named.push(name);
+        }
+        // The limits are the variables from the header timeout to the admin statement's.
+        let position = |limit: Var| VARIABLES.iter().position(|var| var.name == limit.name);
+        let (first, last) = (
+            position(HTTP_HEADER_TIMEOUT_SECS).unwrap(),
+            position(ADMIN_STATEMENT_TIMEOUT_MS).unwrap(),
+        );
+        for limit in &VARIABLES[first..=last] {
+            assert!(
+                named.contains(&limit.name),
+                "README's limits lack {}",
+                limit.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_limits_are_read_and_checked_together() {
+        let limits = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "3"),
+            ("HTTP_KEEP_ALIVE_SECS", "0"),
+            ("MAX_CONNECTIONS", "16"),
+            ("ADMIN_STATEMENT_TIMEOUT_MS", "250"),
+        ]))
+        .unwrap()
+        .limits;
+        assert_eq!(limits.server.header_timeout, Duration::from_secs(3));
+        assert_eq!(limits.server.keep_alive, None);
+        assert_eq!(limits.server.max_connections, 16);
+        assert_eq!(
+            limits.pools.admin_statement_timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(limits.server.shutdown_grace, Duration::from_secs(20));
+
+        let errors = Config::from_lookup(lookup(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "3"),
+            ("HTTP_KEEP_ALIVE_SECS", "5"),
+            ("WEBHOOK_CONCURRENCY", "0"),
+            ("MAX_CONNECTIONS", "100000000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 3, "{errors}");
+        assert!(errors.0[0].starts_with("HTTP_KEEP_ALIVE_SECS must be at most"));
+        assert_eq!(
+            errors.0[1],
+            "WEBHOOK_CONCURRENCY must be a positive whole number"
+        );
+        assert!(errors.0[2].starts_with("MAX_CONNECTIONS (100000000) plus 256"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sqlx::migrate::MigrateDatabase;
 use sqlx::{PgPool, Postgres};
 
-use crate::config::{Config, Delivery, DATABASE_URL};
+use crate::config::{Config, Delivery, Limits, DATABASE_URL};
 use crate::db;
 use crate::db::calls::{CallRecord, CallStatus};
 use crate::delivery::{DeliverySettings, RetryPolicy};
@@ -114,7 +114,7 @@ impl DemoDatabase {
         let pool = db::pool(&url, 10).map_err(|error| {
             StartError::database(DATABASE_URL.name, database_url, &error.into())
         })?;
-        if let Err(error) = db::prepare(&url, &pool).await {
+        if let Err(error) = db::prepare(&url).await {
             let problem = StartError::database(DATABASE_URL.name, database_url, &error);
             let _ = Postgres::force_drop_database(&url).await;
             return Err(if StartError::is_unreachable(&error) {
@@ -181,9 +181,10 @@ async fn demonstrate(
         admin_token: Some(Secret::new(admin_token.clone())),
         metrics_public: false,
         background_work: true,
+        limits: Limits::default(),
     };
     let db = database.pool.clone();
-    let app = Application::with_listener(&config, db.clone(), service_listener);
+    let app = Application::with_listener(&config, service_listener)?;
     let run = Run {
         service_url: format!("http://{}", app.local_addr()),
         sandbox_url,
@@ -219,7 +220,7 @@ async fn demonstrate(
         )),
     };
     let _ = stop.send(());
-    service.await??;
+    service.await?;
     outcome
 }
 

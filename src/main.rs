@@ -1,6 +1,7 @@
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use uchat_billing::config::{self, Config, Delivery};
@@ -53,6 +54,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         sandbox_bind: SocketAddr,
     },
+    /// Exit 0 if the service on BIND_ADDR is ready (GET /readyz answers 200 within 3 s),
+    /// else 1: a container's health check, as the image has no curl.
+    Healthcheck {
+        /// Ask this URL instead (the sandbox's container: http://127.0.0.1:8090/sandbox/state).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Check a catalog file: every problem is printed with its line; exit 2 if any.
     CheckCatalog {
         /// The catalog to check [default: CATALOG_PATH, else catalog.toml].
@@ -73,10 +81,11 @@ enum Command {
 
 /// A command with everything it reads from the environment.
 enum Job {
-    Serve(Config),
+    Serve(Box<Config>),
     Worker {
         database_url: String,
         delivery: Delivery,
+        statement_timeout: Duration,
     },
     Migrate {
         database_url: String,
@@ -86,6 +95,7 @@ enum Job {
         config: SandboxConfig,
     },
     Demo(DemoOptions),
+    Healthcheck(String),
     CheckCatalog(PathBuf),
     Plan {
         catalog: PathBuf,
@@ -97,9 +107,10 @@ impl Job {
     /// `None` only along with a problem reported to `env`.
     fn read(command: Command, env: &mut Env) -> Option<Job> {
         Some(match command {
-            Command::Serve => Job::Serve(Config::read(env)?),
+            Command::Serve => Job::Serve(Box::new(Config::read(env)?)),
             Command::Worker => Job::Worker {
                 database_url: config::database_url(env),
+                statement_timeout: config::statement_timeout(env),
                 delivery: Delivery::read(env)?,
             },
             Command::Migrate => Job::Migrate {
@@ -120,6 +131,9 @@ impl Job {
                 keep_running,
                 sandbox: SandboxConfig::read(env),
             }),
+            Command::Healthcheck { url } => {
+                Job::Healthcheck(url.unwrap_or_else(|| readiness_url(config::bind_addr(env))))
+            }
             Command::CheckCatalog { path } => {
                 Job::CheckCatalog(path.unwrap_or_else(|| env.text(&config::CATALOG_PATH).into()))
             }
@@ -162,10 +176,12 @@ async fn main() -> ExitCode {
         Job::Worker {
             database_url,
             delivery,
-        } => work(&database_url, delivery).await,
+            statement_timeout,
+        } => work(&database_url, delivery, statement_timeout).await,
         Job::Migrate { database_url } => migrate(&database_url).await,
         Job::Sandbox { bind, config } => run_sandbox(bind, config).await,
         Job::Demo(options) => demo::run(options).await,
+        Job::Healthcheck(url) => return healthcheck(&url).await,
         Job::CheckCatalog(path) => return check_catalog(&path),
         Job::Plan { catalog, events } => return print_plan(&catalog, &events),
     };
@@ -185,29 +201,40 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Box<Config>) -> anyhow::Result<()> {
     let app = Application::build(&config).await?;
-    app.run(startup::shutdown_signal()).await
+    app.run(startup::shutdown_signal()).await;
+    Ok(())
 }
 
 /// Creates the database if needed and applies the migrations, or says why it cannot.
-async fn prepare(database_url: &str, pool: &sqlx::PgPool) -> Result<(), StartError> {
-    db::prepare(database_url, pool)
+async fn prepare(database_url: &str) -> Result<(), StartError> {
+    db::prepare(database_url)
         .await
         .map_err(|error| StartError::database(config::DATABASE_URL.name, database_url, &error))
 }
 
-async fn work(database_url: &str, delivery: Delivery) -> anyhow::Result<()> {
-    let pool = db::pool(database_url, delivery.settings.concurrency as u32 + 2)?;
-    prepare(database_url, &pool).await?;
+async fn work(
+    database_url: &str,
+    delivery: Delivery,
+    statement_timeout: Duration,
+) -> anyhow::Result<()> {
+    prepare(database_url).await?;
+    let pool = db::pool_with_statement_timeout(
+        database_url,
+        delivery.settings.concurrency as u32 + 2,
+        statement_timeout,
+    )?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // A worker alone serves no /metrics: its tries are in the attempts table.
     let metrics = Default::default();
+    let folding = tokio::spawn(db::stats::keep_folded(pool.clone(), stopped.clone()));
     let worker = Worker::new(pool, delivery.partner, delivery.settings, metrics);
     let worker = tokio::spawn(worker.run(stopped));
     startup::shutdown_signal().await;
     let _ = stop.send(true);
     worker.await?;
+    folding.await?;
     Ok(())
 }
 
@@ -218,10 +245,39 @@ async fn run_sandbox(bind: SocketAddr, config: SandboxConfig) -> anyhow::Result<
 }
 
 async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    let pool = db::pool(database_url, 1)?;
-    prepare(database_url, &pool).await?;
+    prepare(database_url).await?;
     tracing::info!("database is up to date");
     Ok(())
+}
+
+/// `/readyz` of a service listening on `bind`; one listening on every address is asked
+/// on loopback.
+fn readiness_url(mut bind: SocketAddr) -> String {
+    if bind.ip().is_unspecified() {
+        bind.set_ip(match bind {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{bind}/readyz")
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("a client with a timeout builds");
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("unhealthy: {url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("unhealthy: {url}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check_catalog(path: &Path) -> ExitCode {

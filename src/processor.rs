@@ -97,6 +97,12 @@ impl Processor {
         self.settle
     }
 
+    /// This processor (its catalog, Stripe and arrivals), reading through another pool:
+    /// dry runs read through the operators' own connections.
+    pub fn reading_from(&self, db: PgPool) -> Processor {
+        Processor { db, ..self.clone() }
+    }
+
     /// Ring it when an event is stored: an idle processor then looks at once.
     pub fn arrivals(&self) -> Arc<Notify> {
         self.arrivals.clone()

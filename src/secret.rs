@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 #[derive(Clone, PartialEq, Eq)]
@@ -17,9 +18,12 @@ impl Secret {
         &self.0
     }
 
-    /// Compares in constant time, so response timing says nothing about the secret.
+    /// Compares SHA-256 digests of both in constant time: the digests have one length
+    /// whatever the inputs', so response timing says nothing about the secret, not even
+    /// its length.
     pub fn matches(&self, candidate: &str) -> bool {
-        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+        let (own, other) = (Sha256::digest(&self.0), Sha256::digest(candidate));
+        own.as_slice().ct_eq(other.as_slice()).into()
     }
 }
 
@@ -47,5 +51,6 @@ mod tests {
         assert!(!secret.matches("token-2"));
         assert!(!secret.matches("token-1 "));
         assert!(!secret.matches(""));
+        assert!(!secret.matches(&"token-1".repeat(40)));
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 /// One or more start-up problems, printed one line each.
 #[derive(Debug)]
@@ -82,11 +82,24 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Listens on `addr`, or says why not, naming the setting that chose it.
+/// Connections the kernel holds for us while `MAX_CONNECTIONS` are served (at most
+/// `net.core.somaxconn`); past them a client's connect is not answered, and it retries.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listens on `addr`, or says why not, naming the setting that chose it. The backlog has
+/// room for a burst past the connection cap (the standard library's, and so tokio's
+/// `bind`, has 128).
 pub async fn listen(setting: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|error| StartError::bind(setting, addr, &error))
+    let listener = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listener().map_err(|error| StartError::bind(setting, addr, &error))
 }
 
 /// The URL with its password, if any, shown as `***`; anything that is not a URL is

@@ -6,22 +6,25 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::config::{Config, BIND_ADDR, DATABASE_URL};
+use crate::db::Pools;
 use crate::delivery::Worker;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, ServerLimits};
 use crate::metrics::Metrics;
 use crate::processor::Processor;
 use crate::start_error::{listen, StartError};
 
-/// Connections the service keeps; intake holds one only for a single INSERT.
-const POOL_SIZE: u32 = 10;
 /// Events applied at once. An order's events still apply one at a time, in order.
 const PROCESSOR_LOOPS: usize = 4;
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    limits: ServerLimits,
+    /// The processor's and delivery's pool.
+    work_db: PgPool,
     processor: Processor,
     worker: Option<Worker>,
     background_work: bool,
@@ -31,34 +34,43 @@ impl Application {
     /// Binds the listener and prepares the database (when it answers). A port in use and
     /// a database that cannot be reached are both reported, as a [`StartError`].
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
-        let db = crate::db::pool(&config.database_url, POOL_SIZE)?;
         let listener = listen(BIND_ADDR.name, config.bind_addr).await;
-        let prepared = crate::db::prepare(&config.database_url, &db)
+        let prepared = crate::db::prepare(&config.database_url)
             .await
             .map_err(|error| StartError::database(DATABASE_URL.name, &config.database_url, &error));
         match (listener, prepared) {
-            (Ok(listener), Ok(())) => Ok(Application::with_listener(config, db, listener)),
+            (Ok(listener), Ok(())) => Application::with_listener(config, listener),
             (listener, prepared) => Err(StartError::all([listener.err(), prepared.err()])
                 .expect("one of them failed")
                 .into()),
         }
     }
 
-    /// Binds the listener over an existing pool, without touching the database.
-    pub async fn with_pool(config: &Config, db: PgPool) -> anyhow::Result<Application> {
+    /// Binds the listener over pools that connect on first use, without touching the
+    /// database.
+    pub async fn connect(config: &Config) -> anyhow::Result<Application> {
         let listener = listen(BIND_ADDR.name, config.bind_addr).await?;
-        Ok(Application::with_listener(config, db, listener))
+        Application::with_listener(config, listener)
     }
 
-    /// The application on a listener the caller bound, over an existing pool.
-    pub fn with_listener(config: &Config, db: PgPool, listener: TcpListener) -> Application {
+    /// The application on a listener the caller bound, over pools that connect on first
+    /// use.
+    pub fn with_listener(config: &Config, listener: TcpListener) -> anyhow::Result<Application> {
+        let delivery_connections = config
+            .delivery
+            .as_ref()
+            .map_or(0, |delivery| delivery.settings.concurrency);
+        // One for each processor loop and each call in flight; one for the worker's own
+        // claims and one for folding the status counts.
+        let work_connections = (PROCESSOR_LOOPS + delivery_connections + 2) as u32;
+        let pools = Pools::new(&config.database_url, &config.limits.pools, work_connections)?;
         if config.admin_token.is_none() {
             tracing::warn!(
                 "ADMIN_TOKEN is not set: admin disabled (/admin/... and /metrics answer 503)"
             );
         }
         let processor = Processor::new(
-            db.clone(),
+            pools.work.clone(),
             config.catalog.clone(),
             config.stripe_api.clone(),
             config.settle,
@@ -66,27 +78,33 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let worker = config.delivery.as_ref().map(|delivery| {
             Worker::new(
-                db.clone(),
+                pools.work.clone(),
                 delivery.partner.clone(),
                 delivery.settings.clone(),
                 metrics.clone(),
             )
         });
+        let limits = config.limits.server.clone();
         let state = AppState {
-            db,
+            intake_db: pools.intake,
+            webhook_slots: Arc::new(Semaphore::new(limits.webhook_concurrency)),
             webhook_secrets: config.webhook_secrets.clone().into(),
             admin_token: config.admin_token.clone(),
             metrics_public: config.metrics_public,
             metrics,
-            processor: processor.clone(),
+            // Dry runs read through the admin pool, not the processor's.
+            processor: processor.reading_from(pools.admin.clone()),
+            admin_db: pools.admin,
         };
-        Application {
+        Ok(Application {
             listener,
             state,
+            limits,
+            work_db: pools.work,
             processor,
             worker,
             background_work: config.background_work,
-        }
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -110,39 +128,59 @@ impl Application {
         self.worker.clone()
     }
 
-    /// Serves HTTP (and runs the background work) until `shutdown` resolves, then lets
-    /// in-flight requests and the current event finish.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    /// Serves HTTP (and runs the background work) until `shutdown` resolves. Then it
+    /// stops accepting, and gives requests in progress, the current events and calls in
+    /// flight the shutdown grace period to finish; what is left then is cut off (an event
+    /// stays pending, a call is taken back when its lease expires).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         tracing::info!(addr = %self.local_addr(), "listening");
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut background = tokio::task::JoinSet::new();
+        let mut tasks = tokio::task::JoinSet::new();
         if self.background_work {
+            tasks.spawn(crate::db::stats::keep_folded(
+                self.work_db.clone(),
+                stopped.clone(),
+            ));
             tracing::info!(
                 loops = PROCESSOR_LOOPS,
                 settle_ms = self.processor.settle().as_millis() as u64,
                 "event processor started"
             );
             for _ in 0..PROCESSOR_LOOPS {
-                background.spawn(self.processor.clone().run(stopped.clone()));
+                tasks.spawn(self.processor.clone().run(stopped.clone()));
             }
             match self.worker {
                 Some(worker) => {
-                    background.spawn(worker.run(stopped));
+                    tasks.spawn(worker.run(stopped.clone()));
                 }
                 None => tracing::warn!(
                     "UCHAT_API_TOKEN is not set: partner calls are planned but not delivered"
                 ),
             }
         }
-        let served = http::serve(self.listener, http::router(self.state), shutdown).await;
-        let _ = stop.send(true);
-        while background.join_next().await.is_some() {}
-        served?;
+        let grace = self.limits.shutdown_grace;
+        let router = http::router(self.state, &self.limits);
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let background = async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+            let drained =
+                tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+                    .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    "background work still running when the shutdown grace period ended; cut off"
+                );
+            }
+        };
+        tokio::join!(
+            http::serve(self.listener, router, &self.limits, signal),
+            background
+        );
         tracing::info!("stopped");
-        Ok(())
     }
 }
 

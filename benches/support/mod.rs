@@ -1,6 +1,9 @@
 //! What the benchmarks share: the service binary as a child process, the sandbox as
 //! the partner, fresh databases, and signed sales.
 
+// Each benchmark compiles this module for itself and uses only part of it.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -165,4 +168,14 @@ pub fn sale_events(sale: usize, email: &str) -> Vec<Vec<u8>> {
             "items": {"data": [{"price": {"id": "price_business"}, "quantity": 1}]}}),
         ),
     ]
+}
+
+/// The `p`th percentile (0 to 100) of `values`, nearest rank; NaN when there are none.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize]
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::{FromRow, PgConnection, PgPool, QueryBuilder};
 use utoipa::ToSchema;
 
 use super::Change;
@@ -380,22 +380,21 @@ pub struct Attempt {
 }
 
 /// Calls, newest first, `before` a call id (the previous page's last), at most `limit`.
+/// One index range for any filter (see [`super::newest_first`]).
 pub async fn list(
     pool: &PgPool,
     status: Option<CallStatus>,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<CallRecord>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {CALL_COLUMNS} FROM partner_calls c
-         WHERE ($1::text IS NULL OR c.status = $1) AND ($2::bigint IS NULL OR c.id < $2)
-         ORDER BY c.id DESC LIMIT $3"
-    ))
-    .bind(status)
-    .bind(before)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    let mut query = QueryBuilder::new(format!(
+        "SELECT {CALL_COLUMNS} FROM partner_calls c WHERE true"
+    ));
+    if let Some(status) = status {
+        query.push(" AND c.status = ").push_bind(status);
+    }
+    super::newest_first(&mut query, "c.id", before, limit);
+    query.build_query_as().fetch_all(pool).await
 }
 
 /// An order's calls, in their sequence.
@@ -562,16 +561,18 @@ pub struct Backlog {
     pub dead: i64,
 }
 
+/// The backlog, from the due calls' rows (an index of pending and held calls) and the
+/// kept counts: its cost grows with the backlog, not with the calls delivered.
 pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
     sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE due) AS due,
-                extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE due))::float8
-                    AS oldest_due_age_seconds,
-                count(*) FILTER (WHERE status = 'held') AS held,
-                count(*) FILTER (WHERE status = 'dead') AS dead
-         FROM (SELECT status, next_attempt_at,
-                      status IN ('pending', 'held') AND next_attempt_at <= now() AS due
-               FROM partner_calls) c",
+        "SELECT count(*) AS due,
+                extract(epoch FROM now() - min(next_attempt_at))::float8 AS oldest_due_age_seconds,
+                (SELECT COALESCE(sum(delta), 0)::bigint FROM status_counts
+                 WHERE table_name = 'partner_calls' AND status = 'held') AS held,
+                (SELECT COALESCE(sum(delta), 0)::bigint FROM status_counts
+                 WHERE table_name = 'partner_calls' AND status = 'dead') AS dead
+         FROM partner_calls
+         WHERE status IN ('pending', 'held') AND next_attempt_at <= now()",
     )
     .fetch_one(pool)
     .await

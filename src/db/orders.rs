@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::{FromRow, PgConnection, PgPool, QueryBuilder};
 use utoipa::ToSchema;
 
 use super::calls::WAKE_CHANNEL;
@@ -320,29 +320,31 @@ pub struct OrderFilter<'a> {
 }
 
 /// Orders, newest first, `before` an order id (the previous page's last), at most `limit`.
+/// One index range for any single filter (see [`super::newest_first`]).
 pub async fn list(
     pool: &PgPool,
     filter: &OrderFilter<'_>,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<OrderSummary>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {SUMMARY_COLUMNS} FROM orders o
-         WHERE ($1::text IS NULL OR o.status = $1)
-           AND ($2::text IS NULL OR lower(o.email) = lower($2))
-           AND ($3::text IS NULL OR o.stripe_customer = $3)
-           AND ($4::bigint IS NULL OR o.workspace_id = $4)
-           AND ($5::bigint IS NULL OR o.id < $5)
-         ORDER BY o.id DESC LIMIT $6"
-    ))
-    .bind(filter.status)
-    .bind(filter.email)
-    .bind(filter.customer)
-    .bind(filter.workspace_id)
-    .bind(before)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    let mut query = QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS} FROM orders o WHERE true"));
+    if let Some(status) = filter.status {
+        query.push(" AND o.status = ").push_bind(status);
+    }
+    if let Some(email) = filter.email {
+        query
+            .push(" AND lower(o.email) = lower(")
+            .push_bind(email)
+            .push(")");
+    }
+    if let Some(customer) = filter.customer {
+        query.push(" AND o.stripe_customer = ").push_bind(customer);
+    }
+    if let Some(workspace_id) = filter.workspace_id {
+        query.push(" AND o.workspace_id = ").push_bind(workspace_id);
+    }
+    super::newest_first(&mut query, "o.id", before, limit);
+    query.build_query_as().fetch_all(pool).await
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<OrderRecord>, sqlx::Error> {

@@ -29,6 +29,15 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The client did not send its whole body within the body timeout.
+    #[error("request body not received in time")]
+    BodyTimeout,
+    /// The request was not handled within the request timeout.
+    #[error("request timed out; retry later")]
+    TimedOut,
+    /// As many webhooks as intake takes at once are in hand: this one is shed.
+    #[error("too busy; retry later")]
+    Overloaded,
     /// A read from Stripe's API failed in a way worth retrying.
     #[error("{0}")]
     Upstream(String),
@@ -45,7 +54,11 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::AdminDisabled | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::AdminDisabled
+            | ApiError::Unavailable
+            | ApiError::TimedOut
+            | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -101,21 +114,37 @@ impl From<ApplyError> for ApiError {
     }
 }
 
+/// Seconds a client is asked to wait before it tries a refused request again.
+pub const RETRY_AFTER_SECS: &str = "2";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             ApiError::Internal(source) => tracing::error!(error = ?source, "request failed"),
             ApiError::Unavailable => tracing::warn!("database unavailable"),
+            ApiError::TimedOut => tracing::warn!("request timed out"),
+            ApiError::Overloaded => tracing::warn!("webhook shed: intake is saturated"),
             _ => {}
         }
         let body = Json(ErrorBody {
             error: self.to_string(),
         });
-        if let ApiError::Unauthorized = self {
+        match self {
             // RFC 6750: tell the client which scheme would be accepted.
-            let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
-            return (self.status(), challenge, body).into_response();
+            ApiError::Unauthorized => {
+                let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+                (self.status(), challenge, body).into_response()
+            }
+            ApiError::Unavailable | ApiError::TimedOut | ApiError::Overloaded => {
+                let retry = [(header::RETRY_AFTER, RETRY_AFTER_SECS)];
+                (self.status(), retry, body).into_response()
+            }
+            // The rest of the body is not read: the connection cannot carry another request.
+            ApiError::BodyTimeout => {
+                let close = [(header::CONNECTION, "close")];
+                (self.status(), close, body).into_response()
+            }
+            _ => (self.status(), body).into_response(),
         }
-        (self.status(), body).into_response()
     }
 }

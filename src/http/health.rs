@@ -10,8 +10,8 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers.
+/// The database answers, through intake's own connections: ready means ready for Stripe.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    sqlx::query("SELECT 1").execute(&state.db).await?;
+    sqlx::query("SELECT 1").execute(&state.intake_db).await?;
     Ok(Json(json!({ "status": "ready" })))
 }

@@ -5,23 +5,26 @@ mod auth;
 mod error;
 mod extract;
 mod health;
+mod limits;
+mod server;
 mod webhook;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::Request;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use admin::openapi;
 pub use error::ApiError;
+pub use server::{serve, ServerLimits};
 
 use crate::metrics::Metrics;
 use crate::processor::Processor;
@@ -32,7 +35,12 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: PgPool,
+    /// Webhook intake's own connections (and `/readyz`'s): nothing else can take them.
+    pub intake_db: PgPool,
+    /// The operator API's and `/metrics`' connections, with a short statement timeout.
+    pub admin_db: PgPool,
+    /// One permit per webhook in hand; none left, a webhook is shed with 503.
+    pub webhook_slots: Arc<Semaphore>,
     pub webhook_secrets: Arc<[Secret]>,
     /// `None`: the operator API answers 503 "admin disabled".
     pub admin_token: Option<Secret>,
@@ -42,7 +50,7 @@ pub struct AppState {
     pub processor: Processor,
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, limits: &ServerLimits) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request<_>| {
             let request_id = request
@@ -71,6 +79,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(from_fn_with_state(
+            limits.body_timeout,
+            limits::read_body_within,
+        ))
+        .layer(from_fn_with_state(
+            limits.request_timeout,
+            limits::handle_within,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(trace)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -83,15 +99,4 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
-}
-
-/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }

@@ -20,19 +20,27 @@ pub async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
+    // Beyond what intake takes at once, answer at once: Stripe retries later, and the
+    // requests in hand are not slowed down by more waiting behind them.
+    let Ok(_slot) = state.webhook_slots.try_acquire() else {
+        state
+            .metrics
+            .record_webhook(None, "shed", started.elapsed());
+        return Err(ApiError::Overloaded);
+    };
     let (event, body) = match verify(&state, &headers, body) {
         Ok(verified) => verified,
         Err(error) => {
             tracing::warn!(reason = %error, "webhook rejected");
             state
                 .metrics
-                .record_webhook(UNVERIFIED, "rejected", started.elapsed());
+                .record_webhook(None, "rejected", started.elapsed());
             return Err(error);
         }
     };
     let raw_body = std::str::from_utf8(&body).expect("parse_event checked UTF-8");
     let acted_on = decode::acts_on(&event.event_type);
-    let stored = crate::db::events::insert(&state.db, &event, raw_body, acted_on).await;
+    let stored = crate::db::events::insert(&state.intake_db, &event, raw_body, acted_on).await;
     let outcome = match stored {
         Ok(true) => "stored",
         Ok(false) => "duplicate",
@@ -40,7 +48,7 @@ pub async fn receive(
     };
     state
         .metrics
-        .record_webhook(&event.event_type, outcome, started.elapsed());
+        .record_webhook(Some(&event.event_type), outcome, started.elapsed());
     let new = stored?;
     if new && acted_on {
         state.processor.arrivals().notify_one();
@@ -54,10 +62,6 @@ pub async fn receive(
     );
     Ok(Json(json!({ "received": true })))
 }
-
-/// The event type label of a request refused before its signature was checked: its body
-/// says nothing we can trust.
-const UNVERIFIED: &str = "unverified";
 
 /// The authentic event in the body, with the body.
 fn verify(

@@ -56,6 +56,27 @@ fn bad_configuration_exits_2_naming_every_problem() {
 }
 
 #[test]
+fn a_short_admin_token_is_refused_at_start_with_every_other_problem() {
+    let output = command()
+        .arg("serve")
+        .env("STRIPE_WEBHOOK_SECRET", "whsec_cli_test")
+        .env("CATALOG_PATH", common::fixture_path("catalog.toml"))
+        .env("ADMIN_TOKEN", "a-short-token")
+        .env("LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let problems: Vec<&str> = stderr.lines().collect();
+    assert_eq!(problems.len(), 2, "{stderr}");
+    assert!(
+        problems.contains(&"configuration error: ADMIN_TOKEN must be at least 32 characters (e.g. `openssl rand -hex 32`)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("a-short-token"), "token echoed: {stderr}");
+}
+
+#[test]
 fn every_command_reports_every_problem_of_its_environment_at_once() {
     reports_each_once(
         "serve",
@@ -161,6 +182,42 @@ async fn migrate_creates_the_database_and_serve_stops_cleanly_on_sigterm() {
         "one line per process:\n{log}"
     );
     assert!(log.contains("stopped"), "{log}");
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_while_the_service_is_ready_and_1_otherwise() {
+    let app = common::spawn_app().await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    // Off the test's runtime, which serves the apps meanwhile.
+    let healthcheck = |bind: String| {
+        tokio::task::spawn_blocking(move || {
+            let output = command()
+                .arg("healthcheck")
+                .env("BIND_ADDR", bind)
+                .output()
+                .unwrap();
+            (
+                output.status.code(),
+                String::from_utf8(output.stderr).unwrap(),
+            )
+        })
+    };
+    // As in the image: listening on every address, asked on loopback.
+    let ready = healthcheck(format!("0.0.0.0:{port}")).await.unwrap();
+    assert_eq!(ready, (Some(0), String::new()));
+
+    let nobody = common::service::free_port();
+    let (code, stderr) = healthcheck(format!("127.0.0.1:{nobody}")).await.unwrap();
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("unhealthy: "), "{stderr}");
+
+    let down = common::spawn_app_without_database().await;
+    let (code, stderr) = healthcheck(down.address.replace("http://", ""))
+        .await
+        .unwrap();
+    // Not ready: 503 once the pool gives up on the database, or no answer within 3 s.
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("unhealthy: "), "{stderr}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod delivery;
 mod demo;
 mod flow;
 mod fuzz;
+mod limits;
 mod processing;
 mod resilience;
 mod start_errors;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::db_proxy::DbProxy;
 use common::redelivery::{self, Post, StripeSender};
-use common::service::ServiceProcess;
+use common::service::{serve_env, ServiceProcess};
 use common::story::{self, Buyer, Sub};
 use common::*;
 use rand::rngs::StdRng;
@@ -208,13 +208,8 @@ async fn killing_the_service_five_times_mid_load_loses_and_doubles_nothing() {
     })
     .await;
     let database = fresh_database().await;
-    let mut service = ServiceProcess::start(&[
-        ("DATABASE_URL", database.url.clone()),
-        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
-        (
-            "CATALOG_PATH",
-            fixture_path("catalog.toml").display().to_string(),
-        ),
+    let mut env = serve_env(&database.url);
+    env.extend([
         ("UCHAT_API_BASE", base.clone()),
         ("UCHAT_API_TOKEN", PARTNER_TOKEN.into()),
         ("UCHAT_TIMEOUT_SECS", "2".into()),
@@ -224,8 +219,8 @@ async fn killing_the_service_five_times_mid_load_loses_and_doubles_nothing() {
         ("RETRY_BASE_SECS", "1".into()),
         ("RETRY_CAP_SECS", "2".into()),
         ("RUST_LOG", "info".into()),
-    ])
-    .await;
+    ]);
+    let mut service = ServiceProcess::start(&env).await;
     let db = uchat_billing::db::pool(&database.url, 2).unwrap();
 
     let sales = sales(300);

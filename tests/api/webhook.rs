@@ -276,6 +276,47 @@ async fn authentic_bodies_that_are_not_events_are_refused() {
 }
 
 #[tokio::test]
+async fn a_type_that_is_no_stripe_event_type_is_refused_and_never_becomes_a_label() {
+    let app = spawn_app().await;
+    let long = format!("invoice.{}", "p".repeat(500 * 1024));
+    for event_type in [long.as_str(), "Invoice.Paid", "invoice.paid\"} evil{"] {
+        let body = envelope("evt_bad_type", event_type, now(), json!({}));
+        let response = app.post_stripe_event(&body).await;
+        assert_eq!(response.status(), 400);
+        let answer: Value = response.json().await.unwrap();
+        assert!(
+            answer["error"].as_str().unwrap().contains("`type`"),
+            "{answer}"
+        );
+    }
+    assert_eq!(app.event_count().await, 0);
+
+    // An authentic event of a type we do not act on is stored, and counted as `other`.
+    let body = envelope("evt_other", "customer.created", now(), json!({}));
+    assert_eq!(app.post_stripe_event(&body).await.status(), 200);
+    let metrics = app
+        .admin_request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut series: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("uchat_billing_webhooks_total{"))
+        .collect();
+    series.sort_unstable();
+    assert_eq!(
+        series,
+        [
+            r#"uchat_billing_webhooks_total{type="other",outcome="stored"} 1"#,
+            r#"uchat_billing_webhooks_total{type="unverified",outcome="rejected"} 3"#,
+        ]
+    );
+}
+
+#[tokio::test]
 async fn an_oversize_body_is_refused_with_413() {
     let app = spawn_app().await;
     let filler = "x".repeat(1024 * 1024);

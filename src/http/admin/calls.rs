@@ -36,7 +36,7 @@ pub async fn list(
     Query(query): Query<CallQuery>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<CallRecord>>, ApiError> {
-    let rows = calls::list(&state.db, query.status, page.before(), page.fetch()).await?;
+    let rows = calls::list(&state.admin_db, query.status, page.before(), page.fetch()).await?;
     Ok(Json(Page::new(rows, &page, |call| call.id)))
 }
 
@@ -59,7 +59,9 @@ pub async fn retry(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<CallRecord>, ApiError> {
-    changed(calls::retry(&state.db, id).await?, || format!("call {id}"))
+    changed(calls::retry(&state.admin_db, id).await?, || {
+        format!("call {id}")
+    })
 }
 
 /// Gives up on a pending, held or dead call, so the order's later calls may run.
@@ -80,5 +82,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<CallRecord>, ApiError> {
-    changed(calls::cancel(&state.db, id).await?, || format!("call {id}"))
+    changed(calls::cancel(&state.admin_db, id).await?, || {
+        format!("call {id}")
+    })
 }

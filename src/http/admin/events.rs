@@ -27,7 +27,7 @@ pub async fn reprocess(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<EventRecord>, ApiError> {
-    changed(events::reprocess(&state.db, id).await?, || {
+    changed(events::reprocess(&state.admin_db, id).await?, || {
         format!("event {id}")
     })
 }

@@ -18,7 +18,7 @@ use crate::metrics;
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
 pub async fn scrape(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let backlog = calls::backlog(&state.db).await?;
+    let backlog = calls::backlog(&state.admin_db).await?;
     Ok((
         [(CONTENT_TYPE, metrics::CONTENT_TYPE)],
         state.metrics.render(&backlog),

@@ -60,7 +60,7 @@ pub async fn list(
         customer: query.customer.as_deref(),
         workspace_id: query.workspace_id,
     };
-    let rows = orders::list(&state.db, &filter, page.before(), page.fetch()).await?;
+    let rows = orders::list(&state.admin_db, &filter, page.before(), page.fetch()).await?;
     Ok(Json(Page::new(rows, &page, |order| order.id)))
 }
 
@@ -115,12 +115,12 @@ pub async fn show(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<OrderDetail>, ApiError> {
-    let order = orders::get(&state.db, id)
+    let order = orders::get(&state.admin_db, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("order {id}")))?;
-    let events = db::events::of_order(&state.db, id).await?;
-    let calls = db::calls::of_order(&state.db, id).await?;
-    let attempts = db::calls::attempts_of_order(&state.db, id).await?;
+    let events = db::events::of_order(&state.admin_db, id).await?;
+    let calls = db::calls::of_order(&state.admin_db, id).await?;
+    let attempts = db::calls::attempts_of_order(&state.admin_db, id).await?;
     let timeline = timeline(events, calls, attempts);
     Ok(Json(OrderDetail { order, timeline }))
 }

@@ -30,8 +30,8 @@ pub struct Stats {
     responses((status = 200, description = "Counts and the backlog", body = Stats))
 )]
 pub async fn show(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
-    let counts = stats::status_counts(&state.db).await?;
-    let backlog = calls::backlog(&state.db).await?;
+    let counts = stats::status_counts(&state.admin_db).await?;
+    let backlog = calls::backlog(&state.admin_db).await?;
     Ok(Json(Stats {
         orders: counts.orders,
         calls: counts.calls,

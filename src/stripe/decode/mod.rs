@@ -82,9 +82,23 @@ pub struct Event {
 /// Postgres index entry).
 pub const MAX_ID_BYTES: usize = 255;
 
+/// Stripe's event types are dotted lowercase words (`checkout.session.completed`), none
+/// near this long. The cap keeps a forged type out of the table and the metric labels.
+pub const MAX_TYPE_BYTES: usize = 100;
+
+/// Whether `text` can be a Stripe event type: lowercase ASCII letters, digits, `.` and
+/// `_`, at most [`MAX_TYPE_BYTES`].
+pub fn is_event_type(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_TYPE_BYTES
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+}
+
 /// Reads the envelope of a webhook body: a UTF-8 JSON object with string `id` (at most
-/// [`MAX_ID_BYTES`]) and `type`. NUL characters, which Postgres cannot store, are dropped
-/// from every string.
+/// [`MAX_ID_BYTES`]) and `type` (see [`is_event_type`]). NUL characters, which Postgres
+/// cannot store, are dropped from every string.
 pub fn parse_event(raw: &[u8]) -> Result<Event, DecodeError> {
     let malformed = |reason: &str| DecodeError::Malformed(reason.to_owned());
     let body =
@@ -102,6 +116,12 @@ pub fn parse_event(raw: &[u8]) -> Result<Event, DecodeError> {
         return Err(malformed("`id` is longer than a Stripe id"));
     }
     let event_type = text(&envelope["type"]).ok_or_else(|| malformed("string `type` missing"))?;
+    if !is_event_type(&event_type) {
+        return Err(malformed(&format!(
+            "`type` is not a Stripe event type (lowercase letters, digits, `.` and `_`, at most \
+             {MAX_TYPE_BYTES})"
+        )));
+    }
     // Take `data.object` out rather than clone it: it is most of the body. `get_mut`, not
     // `IndexMut`, because the latter panics when `data` is not an object.
     let object = envelope

@@ -849,6 +849,40 @@ fn ids_longer_than_stripe_ids_are_not_ids() {
 }
 
 #[test]
+fn types_that_are_no_stripe_event_type_are_malformed() {
+    let long = format!("invoice.{}", "p".repeat(MAX_TYPE_BYTES));
+    for event_type in [
+        long.as_str(),
+        "Invoice.Paid",
+        "invoice paid",
+        "invoice\npaid",
+        "ünicode",
+        "a\"b",
+    ] {
+        let body = json!({"id": "evt_1", "type": event_type});
+        assert!(
+            matches!(
+                parse_event(body.to_string().as_bytes()),
+                Err(DecodeError::Malformed(_))
+            ),
+            "accepted {event_type:?}"
+        );
+    }
+    for event_type in [
+        "invoice.paid",
+        "checkout.session.async_payment_succeeded",
+        "v1.billing.meter.error_report_triggered",
+        &"a".repeat(MAX_TYPE_BYTES),
+    ] {
+        let body = json!({"id": "evt_1", "type": event_type});
+        assert_eq!(
+            parse_event(body.to_string().as_bytes()).unwrap().event_type,
+            event_type
+        );
+    }
+}
+
+#[test]
 fn odd_envelopes_still_parse() {
     let event = parse_event(
         br#"{"id":"evt_1","type":"whatever","created":"yesterday","livemode":"yes","data":7}"#,

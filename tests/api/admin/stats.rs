@@ -1,6 +1,9 @@
 //! Stats and metrics: the backlog in JSON and in Prometheus' format.
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
+use uchat_billing::db::stats;
 
 use super::*;
 
@@ -68,4 +71,64 @@ async fn metrics_count_webhooks_and_show_the_backlog_in_prometheus_format() {
             "{line} missing from\n{text}"
         );
     }
+}
+
+/// Orders and calls by status, counted from the tables themselves.
+async fn counted(app: &TestApp) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
+    let count = |table: &'static str| async move {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT status, count(*) FROM {table} GROUP BY status"
+        ))
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+        rows.into_iter().collect::<BTreeMap<_, _>>()
+    };
+    (count("orders").await, count("partner_calls").await)
+}
+
+async fn kept(app: &TestApp) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
+    let counts = stats::status_counts(&app.db).await.unwrap();
+    (counts.orders, counts.calls)
+}
+
+#[tokio::test]
+async fn the_kept_counts_follow_every_change_and_fold_without_changing() {
+    let app = app_with_an_order().await;
+    let order_id = only_order_id(&app).await;
+    let calls = call_ids(&app, order_id).await;
+    set_call(&app, calls[0], "dead").await;
+    app.expect_dead_calls();
+    set_call(&app, calls[1], "held").await;
+    set_call(&app, calls[1], "pending").await;
+    sqlx::query("DELETE FROM partner_calls WHERE id = $1")
+        .bind(calls[3])
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let second = app
+        .queue_calls(None, "b@example.com", &[("pause", json!(null))])
+        .await;
+    sqlx::query("UPDATE orders SET status = 'canceled' WHERE id = $1")
+        .bind(second)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let expected = counted(&app).await;
+    assert_eq!(
+        expected.1,
+        BTreeMap::from([("dead".into(), 1), ("pending".into(), 3)])
+    );
+    assert_eq!(kept(&app).await, expected);
+    stats::fold(&app.db).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM status_counts")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 4, "one row per table and status once folded");
+    assert_eq!(kept(&app).await, expected);
+
+    app.reset().await;
+    assert_eq!(kept(&app).await, (BTreeMap::new(), BTreeMap::new()));
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection, PgPool};
-use uchat_billing::config::{Config, Delivery};
+use uchat_billing::config::{Config, Delivery, Limits};
 use uchat_billing::delivery::{DeliverySettings, RetryPolicy, Worker};
 use uchat_billing::partner::PartnerClient;
 use uchat_billing::plan::Catalog;
@@ -22,7 +22,7 @@ use uchat_billing::startup::Application;
 use uchat_billing::stripe::signature;
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_primary";
-pub const ADMIN_TOKEN: &str = "admin-test-token";
+pub const ADMIN_TOKEN: &str = "admin-test-token-0123456789abcdef";
 
 /// Where the tests find Postgres; each test gets a database of its own there.
 fn server_url() -> String {
@@ -99,6 +99,7 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         metrics_public: false,
         background_work: false,
+        limits: Limits::default(),
     }
 }
 
@@ -153,7 +154,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 pub async fn spawn_app_without_database() -> TestApp {
     let config = config("postgres://postgres@127.0.0.1:1/nowhere", &[WEBHOOK_SECRET]);
     let db = uchat_billing::db::pool(&config.database_url, 1).unwrap();
-    let app = Application::with_pool(&config, db.clone()).await.unwrap();
+    let app = Application::connect(&config).await.unwrap();
     start(app, db, None)
 }
 

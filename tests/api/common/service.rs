@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a (re)started service gets to answer `/readyz`.
@@ -18,6 +18,8 @@ pub struct ServiceProcess {
     /// Where every run's stdout and stderr go, appended; removed unless the test fails.
     pub log: PathBuf,
     client: reqwest::Client,
+    /// `ulimit -n` of the process, when the test sets one.
+    open_file_limit: Option<u64>,
 }
 
 /// A loopback port nobody uses now, below Linux's ephemeral range (32768 up), so no
@@ -31,10 +33,31 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// What `serve` needs to start against `database_url`, with the test catalog and secret.
+pub fn serve_env(database_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", database_url.to_owned()),
+        ("STRIPE_WEBHOOK_SECRET", super::WEBHOOK_SECRET.into()),
+        (
+            "CATALOG_PATH",
+            super::fixture_path("catalog.toml").display().to_string(),
+        ),
+    ]
+}
+
 impl ServiceProcess {
     /// Starts `serve` with a clean environment plus `env` and `BIND_ADDR` on a free
     /// port, and waits until it is ready.
     pub async fn start(env: &[(&str, String)]) -> ServiceProcess {
+        ServiceProcess::start_with(env, None).await
+    }
+
+    /// [`ServiceProcess::start`] with the process's open-file limit set to `limit`.
+    pub async fn start_with_open_file_limit(env: &[(&str, String)], limit: u64) -> ServiceProcess {
+        ServiceProcess::start_with(env, Some(limit)).await
+    }
+
+    async fn start_with(env: &[(&str, String)], open_file_limit: Option<u64>) -> ServiceProcess {
         let port = free_port();
         let mut env: Vec<(String, String)> = env
             .iter()
@@ -49,6 +72,7 @@ impl ServiceProcess {
             child: None,
             log,
             client: reqwest::Client::new(),
+            open_file_limit,
         };
         service.restart().await;
         service
@@ -58,7 +82,18 @@ impl ServiceProcess {
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "the service is already running");
         let log = OpenOptions::new().append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_uchat-billing"))
+        const BIN: &str = env!("CARGO_BIN_EXE_uchat-billing");
+        let mut command = match self.open_file_limit {
+            None => Command::new(BIN),
+            Some(limit) => {
+                // The shell sets the limit and becomes the service: one process, one pid.
+                let mut shell = Command::new("sh");
+                shell.args(["-c", r#"ulimit -n "$1" && exec "$0" "$2""#, BIN]);
+                shell.arg(limit.to_string());
+                shell
+            }
+        };
+        let child = command
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -79,6 +114,35 @@ impl ServiceProcess {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap(); // SIGKILL on Unix
             child.wait().unwrap();
+        }
+    }
+
+    /// The process id of the running service.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the service is running").id()
+    }
+
+    /// SIGTERM, as a supervisor stops a service.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it is still running.
+    pub async fn exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut()?.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
