@@ -1,5 +1,6 @@
 //! `spawn_app`: the real service on port 0, against a fresh database of its own.
 
+pub mod browser;
 pub mod db_proxy;
 mod leftovers;
 pub mod redelivery;
