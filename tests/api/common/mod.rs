@@ -2,6 +2,7 @@
 
 pub mod browser;
 pub mod db_proxy;
+pub mod fake_stripe;
 mod leftovers;
 pub mod redelivery;
 pub mod service;
