@@ -135,12 +135,12 @@ pub async fn confirm_retry(
             @if ids.is_empty() {
                 p.empty { "No call was selected." }
             } @else {
-                p { "Each of these " (ids.len()) " calls becomes pending and is tried again now, with a full set of tries. A call that is no longer dead is left as it is." }
+                p { "Retrying makes each call below pending and due now, with a full set of tries. A call that is no longer dead or held is left as it is." }
                 ul.ids { @for id in &ids { li { "Call " (id) } } }
                 form method="post" action="/console/calls/retry" {
                     (view::csrf_field(&operator))
                     @for id in &ids { input type="hidden" name="call" value=(id); }
-                    button.primary type="submit" { "Retry " (ids.len()) " calls" }
+                    button.primary type="submit" { "Retry " (view::count(ids.len(), "call")) }
                 }
             }
             p { a href="/console/calls?status=dead" { "Back to the dead calls" } }
@@ -172,7 +172,7 @@ pub async fn retry_many(
         Section::Calls,
         Some(&action.operator),
         html! {
-            p.notice.good role="status" { (retried) " calls are pending again." }
+            p.notice.good role="status" { "Pending again: " (view::count(retried, "call")) "." }
             @if !refused.is_empty() {
                 h2 { "Left as they were" }
                 ul { @for reason in &refused { li { (reason) } } }

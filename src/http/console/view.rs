@@ -97,6 +97,15 @@ pub fn time(at: DateTime<Utc>) -> Markup {
     html! { time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M:%S UTC")) } }
 }
 
+/// `n` of a thing: `1 call`, `2 calls`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A length of time as people read it: `850 ms`, `12 s`, `4 min`, `3 h`, `2 d`.
 pub fn duration(seconds: f64) -> String {
     match seconds {
