@@ -182,14 +182,12 @@ fn order_page(operator: &Operator, detail: &OrderDetail) -> Markup {
                 ul { @for note in &order.notes { li { (note) } } }
             }
         }
-        div.columns {
-            section aria-labelledby="provisioned" {
-                h2 #provisioned { "Provisioned in UChat" }
-                (json(&order.provisioned))
-            }
-            section aria-labelledby="stripe-facts" {
-                h2 #stripe-facts { "What Stripe told us" }
-                (json(&order.facts))
+        section aria-labelledby="provisioned" {
+            h2 #provisioned { "Provisioned in UChat" }
+            (fields(&order.provisioned))
+            details {
+                summary { "What Stripe told us" }
+                (fields(&order.facts))
             }
         }
         section aria-labelledby="timeline" {
@@ -202,6 +200,32 @@ fn order_page(operator: &Operator, detail: &OrderDetail) -> Markup {
                     @match entry {
                         TimelineEntry::Event(event) => (event_entry(operator, event, planning_needs_attention)),
                         TimelineEntry::Call(history) => (call_entry(operator, history)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An object's fields as a list, each value as plain text where it is one; anything
+/// else as JSON.
+fn fields(value: &Value) -> Markup {
+    let Value::Object(fields) = value else {
+        return json(value);
+    };
+    html! {
+        @if fields.is_empty() { p.empty { "Nothing yet." } }
+        dl.facts {
+            @for (name, value) in fields {
+                dt { (name.replace('_', " ")) }
+                dd {
+                    @match value {
+                        Value::String(text) => (text),
+                        Value::Null => "–",
+                        Value::Object(inner) if inner.is_empty() => "none",
+                        Value::Array(items) if items.is_empty() => "none",
+                        Value::Object(_) | Value::Array(_) => code.compact { (value) },
+                        scalar => (scalar),
                     }
                 }
             }

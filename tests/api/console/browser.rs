@@ -132,6 +132,13 @@ async fn an_operator_finds_an_order_and_retries_its_dead_call_in_the_browser() {
     );
     assert!(text_of(c, ".facts").await.contains("active"));
     browser.screenshot(SCREENSHOTS, "order-retried").await;
+    // From the top, tall enough for the timeline: the README shows this one.
+    c.set_window_size(1280, 1400).await.unwrap();
+    c.goto(&url(&format!("/console/orders/{ada}")))
+        .await
+        .unwrap();
+    browser.screenshot(SCREENSHOTS, "order-whole").await;
+    c.set_window_size(1280, 900).await.unwrap();
 
     // Bob's dead call, retried from the list of dead calls after the confirmation.
     follow(c, "nav a[href='/console/calls']").await;
