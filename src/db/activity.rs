@@ -12,32 +12,40 @@ pub struct HourCount {
     pub count: i64,
 }
 
-/// Events received per hour since `since`; hours without any are left out.
-pub async fn events_per_hour(
-    pool: &PgPool,
-    since: DateTime<Utc>,
-) -> Result<Vec<HourCount>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT date_trunc('hour', received_at) AS hour, count(*) AS count FROM events
-         WHERE received_at >= $1 GROUP BY 1 ORDER BY 1",
-    )
-    .bind(since)
-    .fetch_all(pool)
-    .await
+/// What a chart of hours counts.
+#[derive(Clone, Copy, Debug)]
+pub enum Hourly {
+    /// Stripe events, by when they were received.
+    EventsReceived,
+    /// Partner calls that succeeded, by when.
+    CallsSucceeded,
 }
 
-/// Partner calls that succeeded per hour since `since`; hours without any are left out.
-pub async fn calls_succeeded_per_hour(
+impl Hourly {
+    fn query(self) -> &'static str {
+        match self {
+            Hourly::EventsReceived => {
+                "SELECT date_trunc('hour', received_at) AS hour, count(*) AS count FROM events
+                 WHERE received_at >= $1 GROUP BY 1 ORDER BY 1"
+            }
+            Hourly::CallsSucceeded => {
+                "SELECT date_trunc('hour', finished_at) AS hour, count(*) AS count FROM partner_calls
+                 WHERE finished_at >= $1 AND status = 'succeeded' GROUP BY 1 ORDER BY 1"
+            }
+        }
+    }
+}
+
+/// How many of `what` there were per hour since `since`; hours without any are left out.
+pub async fn per_hour(
     pool: &PgPool,
+    what: Hourly,
     since: DateTime<Utc>,
 ) -> Result<Vec<HourCount>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT date_trunc('hour', finished_at) AS hour, count(*) AS count FROM partner_calls
-         WHERE finished_at >= $1 AND status = 'succeeded' GROUP BY 1 ORDER BY 1",
-    )
-    .bind(since)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(what.query())
+        .bind(since)
+        .fetch_all(pool)
+        .await
 }
 
 /// The delivery latency buckets' upper bounds, in seconds: a call is counted in the

@@ -7,10 +7,10 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::view::{self, PageError, Section};
-use super::{Action, Operator};
+use super::{act, Action, Operator};
 use crate::db::calls::{self, CallRecord, CallStatus};
 use crate::db::Change;
-use crate::http::admin::{self, Page, PageParams, MAX_LIMIT};
+use crate::http::admin::{Page, PageParams, MAX_LIMIT};
 use crate::http::extract::{optional_variant, Id, Query};
 use crate::http::{ApiError, AppState};
 
@@ -187,12 +187,7 @@ pub async fn retry(
     id: Result<Id, ApiError>,
     _: Action,
 ) -> Result<Redirect, PageError> {
-    let Id(id) = id?;
-    let call = admin::made(calls::retry(&state.admin_db, id).await?, || {
-        format!("call {id}")
-    })?;
-    tracing::info!(call_id = id, "console: call retried");
-    Ok(to_order(&call))
+    act(&state, ("call", "retried"), id, calls::retry, to_order).await
 }
 
 pub async fn cancel(
@@ -200,17 +195,10 @@ pub async fn cancel(
     id: Result<Id, ApiError>,
     _: Action,
 ) -> Result<Redirect, PageError> {
-    let Id(id) = id?;
-    let call = admin::made(calls::cancel(&state.admin_db, id).await?, || {
-        format!("call {id}")
-    })?;
-    tracing::info!(call_id = id, "console: call canceled");
-    Ok(to_order(&call))
+    act(&state, ("call", "canceled"), id, calls::cancel, to_order).await
 }
 
-fn to_order(call: &CallRecord) -> Redirect {
-    Redirect::to(&format!(
-        "/console/orders/{}#call-{}",
-        call.order_id, call.id
-    ))
+/// The call's place in its order's timeline.
+fn to_order(call: &CallRecord) -> String {
+    format!("/console/orders/{}#call-{}", call.order_id, call.id)
 }

@@ -27,7 +27,12 @@ use axum::{Form, Router};
 pub use credit::PartnerCredit;
 use session::SessionKey;
 
-use super::{ApiError, AppState};
+use sqlx::PgPool;
+use view::PageError;
+
+use super::extract::Id;
+use super::{admin, ApiError, AppState};
+use crate::db::Change;
 use crate::partner::PartnerClient;
 use crate::secret::Secret;
 
@@ -131,6 +136,23 @@ impl Action {
             .filter(move |(field, _)| field == name)
             .map(|(_, value)| value.as_str())
     }
+}
+
+/// An operator's change to the row `what` `id`, made by the admin API's own function
+/// `change`; the answer leads to the page where its result shows (`then`).
+async fn act<T>(
+    state: &AppState,
+    (what, done): (&str, &str),
+    id: Result<Id, ApiError>,
+    change: impl AsyncFnOnce(&PgPool, i64) -> Result<Change<T>, sqlx::Error>,
+    then: impl FnOnce(&T) -> String,
+) -> Result<Redirect, PageError> {
+    let Id(id) = id?;
+    let row = admin::made(change(&state.admin_db, id).await?, || {
+        format!("{what} {id}")
+    })?;
+    tracing::info!(id, "console: {what} {done}");
+    Ok(Redirect::to(&then(&row)))
 }
 
 /// The name of the hidden field that carries the CSRF token.

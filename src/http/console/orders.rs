@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::view::{self, PageError, Section};
-use super::{Action, Operator};
+use super::{act, Action, Operator};
 use crate::db::calls::CallStatus;
 use crate::db::events::{self, EventRecord, EventStatus};
 use crate::db::orders::{self, OrderFilter, OrderSummary};
@@ -330,15 +330,17 @@ pub async fn reprocess(
     id: Result<Id, ApiError>,
     _: Action,
 ) -> Result<Redirect, PageError> {
-    let Id(id) = id?;
-    let event = admin::made(events::reprocess(&state.admin_db, id).await?, || {
-        format!("event {id}")
-    })?;
-    tracing::info!(event_id = id, "console: event reprocessed");
-    Ok(Redirect::to(&match event.order_id {
-        Some(order_id) => format!("/console/orders/{order_id}#event-{id}"),
-        None => "/console/orders".to_owned(),
-    }))
+    act(
+        &state,
+        ("event", "reprocessed"),
+        id,
+        events::reprocess,
+        |event| match event.order_id {
+            Some(order_id) => format!("/console/orders/{order_id}#event-{}", event.id),
+            None => "/console/orders".to_owned(),
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use maud::html;
 use super::chart::{self, Bar};
 use super::view::{self, PageError, Section};
 use super::{console, Operator};
-use crate::db::activity::{self, LATENCY_BOUNDS_SECS};
+use crate::db::activity::{self, Hourly, LATENCY_BOUNDS_SECS};
 use crate::db::{calls, stats};
 use crate::http::AppState;
 
@@ -27,12 +27,8 @@ pub async fn show(
         .duration_trunc(Duration::hours(1))
         .expect("an hour divides any time")
         - Duration::hours(HOURS - 1);
-    let events = chart::hourly(&activity::events_per_hour(db, since).await?, since, HOURS);
-    let delivered = chart::hourly(
-        &activity::calls_succeeded_per_hour(db, since).await?,
-        since,
-        HOURS,
-    );
+    let events = activity::per_hour(db, Hourly::EventsReceived, since).await?;
+    let delivered = activity::per_hour(db, Hourly::CallsSucceeded, since).await?;
     let latency = latency_bars(&activity::delivery_latency(db, since).await?);
     let credit = console(&state)?.credit.balance().await;
 
@@ -79,8 +75,8 @@ pub async fn show(
             section aria-labelledby="traffic" {
                 h2 #traffic { "The last " (HOURS / 24) " days (UTC)" }
                 div.charts {
-                    (chart::bars("Stripe events received per hour", &events, 12))
-                    (chart::bars("Partner calls succeeded per hour", &delivered, 12))
+                    (chart::bars("Stripe events received per hour", &chart::hourly(&events, since, HOURS), 12))
+                    (chart::bars("Partner calls succeeded per hour", &chart::hourly(&delivered, since, HOURS), 12))
                     (chart::bars("Time from planned to succeeded (calls)", &latency, 1))
                 }
             }
