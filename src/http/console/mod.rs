@@ -17,14 +17,15 @@ mod view;
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY};
 use axum::http::request::Parts;
-use axum::http::Method;
+use axum::http::{HeaderValue, Method};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 
-pub use credit::PartnerCredit;
+use credit::PartnerCredit;
 use session::SessionKey;
 
 use sqlx::PgPool;
@@ -78,6 +79,23 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/console/calls/retry",
             get(calls::confirm_retry).post(calls::retry_many),
         )
+        .layer(map_response(guarded))
+}
+
+/// What every console answer carries: pages show customers' data, so no cache keeps
+/// them; and no other site may frame them, load anything into them, or take their forms.
+async fn guarded(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
 }
 
 async fn stylesheet() -> impl IntoResponse {

@@ -1,5 +1,6 @@
 //! Signing in with the admin token, and out.
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::StatusCode;
@@ -10,7 +11,7 @@ use serde::Deserialize;
 
 use super::view::{self, PageError, Section};
 use super::{console, session, Action};
-use crate::http::AppState;
+use crate::http::{ApiError, AppState};
 
 #[derive(Deserialize)]
 pub struct Credentials {
@@ -23,9 +24,11 @@ pub async fn form() -> impl IntoResponse {
 
 pub async fn sign_in(
     State(state): State<AppState>,
-    Form(credentials): Form<Credentials>,
+    credentials: Result<Form<Credentials>, FormRejection>,
 ) -> Result<Response, PageError> {
     let console = console(&state)?;
+    let Form(credentials) =
+        credentials.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let token = state
         .admin_token
         .as_ref()

@@ -166,3 +166,26 @@ async fn signing_out_clears_the_cookie() {
         "{cookie}"
     );
 }
+
+#[tokio::test]
+async fn console_pages_are_never_cached_nor_framed() {
+    let app = spawn_app().await;
+    let operator = Operator::signed_in(&app).await;
+    for path in ["/console/sign-in", "/console", "/console/orders/999"] {
+        let answer = operator.get(path).await;
+        let header = |name: &str| answer.headers[name].to_str().unwrap().to_owned();
+        assert_eq!(header("cache-control"), "no-store", "{path}");
+        assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_without_a_token_field_is_a_400_page() {
+    let app = spawn_app().await;
+    let answer = Operator::new(&app)
+        .post("/console/sign-in", &[("password", ADMIN_TOKEN)])
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.body.contains("<!DOCTYPE html>") && answer.body.contains("token"));
+    assert!(answer.set_cookie().is_none());
+}
