@@ -57,11 +57,11 @@ pub async fn list(
             } @else if status == CallStatus::Dead {
                 // Selected calls go to the confirmation first: nothing changes on this GET.
                 form method="get" action="/console/calls/retry" {
-                    (calls_table(&calls.items, true))
+                    (calls_table(&calls.items, status))
                     button.primary type="submit" { "Retry selected calls…" }
                 }
             } @else {
-                (calls_table(&calls.items, false))
+                (calls_table(&calls.items, status))
             }
             @if let Some(next) = next {
                 nav.pages aria-label="Pages" { a href=(next) rel="next" { "Older calls →" } }
@@ -70,14 +70,17 @@ pub async fn list(
     ))
 }
 
-fn calls_table(calls: &[CallRecord], selectable: bool) -> Markup {
+/// The calls of one status; dead ones can be selected for a retry.
+fn calls_table(calls: &[CallRecord], status: CallStatus) -> Markup {
+    let selectable = status == CallStatus::Dead;
+    let when = if selectable { "Dead since" } else { "Next try" };
     html! {
         div.scroll {
             table {
                 thead { tr {
                     @if selectable { th scope="col" { "Retry" } }
                     th scope="col" { "Call" } th scope="col" { "Order" } th scope="col" { "Kind" }
-                    th scope="col" { "Tries" } th scope="col" { "Next try" } th scope="col" { "Last error" }
+                    th scope="col" { "Tries" } th scope="col" { (when) } th scope="col" { "Last error" }
                 } }
                 tbody {
                     @for call in calls {
@@ -92,7 +95,10 @@ fn calls_table(calls: &[CallRecord], selectable: bool) -> Markup {
                             td { a href={ "/console/orders/" (call.order_id) "#call-" (call.id) } { "Order " (call.order_id) } }
                             td { (call.kind) }
                             td { (call.attempts) }
-                            td { (view::time(call.next_attempt_at)) }
+                            td {
+                                @if selectable { (view::time(call.finished_at.unwrap_or(call.next_attempt_at))) }
+                                @else { (view::time(call.next_attempt_at)) }
+                            }
                             td.excerpt { (call.last_error.as_deref().unwrap_or("–")) }
                         }
                     }

@@ -24,11 +24,10 @@ use axum::middleware::map_response;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use sqlx::PgPool;
 
 use credit::PartnerCredit;
 use session::SessionKey;
-
-use sqlx::PgPool;
 use view::PageError;
 
 use super::extract::Id;
