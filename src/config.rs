@@ -133,6 +133,12 @@ pub const METRICS_PUBLIC: Var = Var {
     unset: Unset::Default("false"),
     meaning: "`true` serves `/metrics` without the token, for a scraper that cannot send one",
 };
+pub const CONSOLE_SECURE_COOKIE: Var = Var {
+    name: "CONSOLE_SECURE_COOKIE",
+    unset: Unset::Default("true"),
+    meaning: "marks the console's session cookie `Secure`, so browsers send it over HTTPS \
+              only; `false` to use the console over plain HTTP (on a trusted network)",
+};
 pub const HTTP_HEADER_TIMEOUT_SECS: Var = Var {
     name: "HTTP_HEADER_TIMEOUT_SECS",
     unset: Unset::Default("10"),
@@ -230,6 +236,7 @@ pub const VARIABLES: &[Var] = &[
     PROCESS_EVENTS,
     ADMIN_TOKEN,
     METRICS_PUBLIC,
+    CONSOLE_SECURE_COOKIE,
     HTTP_HEADER_TIMEOUT_SECS,
     HTTP_KEEP_ALIVE_SECS,
     HTTP_BODY_TIMEOUT_SECS,
@@ -285,6 +292,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Serve `/metrics` to anyone, for a scraper that cannot send a token.
     pub metrics_public: bool,
+    /// Mark the console's session cookie `Secure` (HTTPS only).
+    pub console_secure_cookie: bool,
     /// Run the event processor (and delivery, if configured) inside `serve`
     /// (`PROCESS_EVENTS`). Tests turn it off to drive them themselves.
     pub background_work: bool,
@@ -411,6 +420,7 @@ impl Config {
         let background_work = flag(env, &PROCESS_EVENTS);
         let admin_token = admin_token(env);
         let metrics_public = flag(env, &METRICS_PUBLIC);
+        let console_secure_cookie = flag(env, &CONSOLE_SECURE_COOKIE);
         let limits = Limits::read(env);
 
         Some(Config {
@@ -423,6 +433,7 @@ impl Config {
             delivery,
             admin_token,
             metrics_public,
+            console_secure_cookie,
             background_work,
             limits,
         })

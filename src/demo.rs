@@ -180,6 +180,7 @@ async fn demonstrate(
         }),
         admin_token: Some(Secret::new(admin_token.clone())),
         metrics_public: false,
+        console_secure_cookie: false,
         background_work: true,
         limits: Limits::default(),
     };

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use crate::config::{Config, BIND_ADDR, DATABASE_URL};
 use crate::db::Pools;
 use crate::delivery::Worker;
-use crate::http::{self, AppState, ServerLimits};
+use crate::http::{self, AppState, Console, ServerLimits};
 use crate::metrics::Metrics;
 use crate::processor::Processor;
 use crate::start_error::{listen, StartError};
@@ -92,6 +92,10 @@ impl Application {
             admin_token: config.admin_token.clone(),
             metrics_public: config.metrics_public,
             metrics,
+            console: config.admin_token.as_ref().map(|token| {
+                let partner = config.delivery.as_ref().map(|d| d.partner.clone());
+                Arc::new(Console::new(token, config.console_secure_cookie, partner))
+            }),
             // Dry runs read through the admin pool, not the processor's.
             processor: processor.reading_from(pools.admin.clone()),
             admin_db: pools.admin,

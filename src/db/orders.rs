@@ -317,6 +317,9 @@ pub struct OrderFilter<'a> {
     pub email: Option<&'a str>,
     pub customer: Option<&'a str>,
     pub workspace_id: Option<i64>,
+    /// Any Stripe id that leads to the order: `sub_...`, `cs_...`, `pi_...`, `in_...`
+    /// or `ch_...`.
+    pub stripe_id: Option<&'a str>,
 }
 
 /// Orders, newest first, `before` an order id (the previous page's last), at most `limit`.
@@ -342,6 +345,14 @@ pub async fn list(
     }
     if let Some(workspace_id) = filter.workspace_id {
         query.push(" AND o.workspace_id = ").push_bind(workspace_id);
+    }
+    if let Some(stripe_id) = filter.stripe_id {
+        // Links are kept as `<kind>:<id>`, and a Stripe id starts with its kind.
+        let kind = stripe_id.split('_').next().unwrap_or_default();
+        query
+            .push(" AND o.id IN (SELECT order_id FROM order_links WHERE stripe_key = ")
+            .push_bind(format!("{kind}:{stripe_id}"))
+            .push(")");
     }
     super::newest_first(&mut query, "o.id", before, limit);
     query.build_query_as().fetch_all(pool).await

@@ -22,6 +22,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("missing or wrong admin token")]
     Unauthorized,
+    /// Authenticated, but the request is not allowed (a console form without its CSRF token).
+    #[error("{0}")]
+    Forbidden(String),
     /// The service runs without `ADMIN_TOKEN`: operator routes are off.
     #[error("admin disabled")]
     AdminDisabled,
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::AdminDisabled
             | ApiError::Unavailable
             | ApiError::TimedOut

@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod console;
 mod error;
 mod extract;
 mod health;
@@ -23,6 +24,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use admin::openapi;
+pub use console::Console;
 pub use error::ApiError;
 pub use server::{serve, ServerLimits};
 
@@ -48,6 +50,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// For dry runs: the processor's own reads and planning.
     pub processor: Processor,
+    /// The operator console; `None` (its routes answer 404) without an admin token.
+    pub console: Option<Arc<Console>>,
 }
 
 pub fn router(state: AppState, limits: &ServerLimits) -> Router {
@@ -76,6 +80,7 @@ pub fn router(state: AppState, limits: &ServerLimits) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(admin::router(&state))
+        .merge(console::router(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -33,6 +33,9 @@ use super::{auth, ApiError, AppState};
 use crate::db::Change;
 use crate::plan::OrderStatus;
 
+pub(super) use orders::{detail, CallHistory, OrderDetail, TimelineEntry};
+pub(super) use page::{Page, PageParams, MAX_LIMIT};
+
 const PREFIX: &str = "/admin";
 
 /// The security scheme's name; `security(...)` below spells it out, as the macro needs.
@@ -219,8 +222,13 @@ async fn known_parameters(request: Request, next: Next) -> Result<Response, ApiE
 
 /// The answer to an operator's change: the changed row, or why there is none.
 fn changed<T>(change: Change<T>, what: impl FnOnce() -> String) -> Result<Json<T>, ApiError> {
+    made(change, what).map(Json)
+}
+
+/// The changed row, or the error that says why there is none: `what` names the row.
+pub(super) fn made<T>(change: Change<T>, what: impl FnOnce() -> String) -> Result<T, ApiError> {
     match change {
-        Change::Made(row) => Ok(Json(row)),
+        Change::Made(row) => Ok(row),
         Change::NotFound => Err(ApiError::NotFound(what())),
         Change::Refused(reason) => Err(ApiError::Conflict(reason)),
     }

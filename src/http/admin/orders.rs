@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, PartialSchema, ToSchema};
@@ -35,6 +36,10 @@ pub struct OrderQuery {
     /// Only orders provisioning this UChat workspace.
     #[serde(default, deserialize_with = "optional")]
     workspace_id: Option<i64>,
+    /// Only the order this Stripe id leads to: a subscription, Checkout Session, payment
+    /// intent, invoice or charge id.
+    #[serde(default, deserialize_with = "optional")]
+    stripe_id: Option<String>,
 }
 
 /// Orders, newest first, filtered.
@@ -59,6 +64,7 @@ pub async fn list(
         email: query.email.as_deref(),
         customer: query.customer.as_deref(),
         workspace_id: query.workspace_id,
+        stripe_id: query.stripe_id.as_deref(),
     };
     let rows = orders::list(&state.admin_db, &filter, page.before(), page.fetch()).await?;
     Ok(Json(Page::new(rows, &page, |order| order.id)))
@@ -67,10 +73,10 @@ pub async fn list(
 /// An order and everything that happened to it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderDetail {
-    order: OrderRecord,
+    pub order: OrderRecord,
     /// The order's events and partner calls, in time order: an event when it arrived, a
     /// call when it was planned.
-    timeline: Vec<TimelineEntry>,
+    pub timeline: Vec<TimelineEntry>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -84,9 +90,9 @@ pub enum TimelineEntry {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallHistory {
     #[serde(flatten)]
-    call: CallRecord,
+    pub call: CallRecord,
     /// Its tries, oldest first.
-    attempt_log: Vec<Attempt>,
+    pub attempt_log: Vec<Attempt>,
 }
 
 impl TimelineEntry {
@@ -115,14 +121,19 @@ pub async fn show(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<OrderDetail>, ApiError> {
-    let order = orders::get(&state.admin_db, id)
+    Ok(Json(detail(&state.admin_db, id).await?))
+}
+
+/// The order with its timeline, as the API and the console show it.
+pub async fn detail(db: &PgPool, id: i64) -> Result<OrderDetail, ApiError> {
+    let order = orders::get(db, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("order {id}")))?;
-    let events = db::events::of_order(&state.admin_db, id).await?;
-    let calls = db::calls::of_order(&state.admin_db, id).await?;
-    let attempts = db::calls::attempts_of_order(&state.admin_db, id).await?;
+    let events = db::events::of_order(db, id).await?;
+    let calls = db::calls::of_order(db, id).await?;
+    let attempts = db::calls::attempts_of_order(db, id).await?;
     let timeline = timeline(events, calls, attempts);
-    Ok(Json(OrderDetail { order, timeline }))
+    Ok(OrderDetail { order, timeline })
 }
 
 /// Events and calls in time order, each call with its own attempts.

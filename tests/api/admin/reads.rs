@@ -235,7 +235,7 @@ async fn an_unknown_query_parameter_is_400_naming_it_and_what_the_route_takes() 
         (
             "/admin/orders?stauts=dead",
             "stauts",
-            "status, email, customer, workspace_id, limit, cursor",
+            "status, email, customer, workspace_id, stripe_id, limit, cursor",
         ),
         (
             "/admin/calls?status=dead&page=2",
@@ -341,6 +341,35 @@ async fn orders_are_filtered_by_status_email_customer_and_workspace() {
         .await;
     assert_eq!(ids(&page), Vec::<String>::new());
     assert_eq!(page["next_cursor"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_order_is_found_by_any_stripe_id_that_leads_to_it() {
+    let app = spawn_app().await;
+    let ids = insert_orders(&app, 3).await;
+    sqlx::query(
+        "INSERT INTO order_links (stripe_key, order_id)
+         VALUES ('sub:sub_2', $1), ('cs:cs_test_2', $1), ('pi:pi_2', $1), ('sub:sub_3', $2)",
+    )
+    .bind(ids[1])
+    .bind(ids[2])
+    .execute(&app.db)
+    .await
+    .unwrap();
+    for stripe_id in ["sub_2", "cs_test_2", "pi_2"] {
+        let (status, page) = app
+            .admin_get(&format!("/admin/orders?stripe_id={stripe_id}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["items"][0]["id"], ids[1], "{stripe_id}");
+        assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    }
+    for unknown in ["sub_9", "cus_2", "2"] {
+        let (_, page) = app
+            .admin_get(&format!("/admin/orders?stripe_id={unknown}"))
+            .await;
+        assert_eq!(page["items"], json!([]), "{unknown}");
+    }
 }
 
 #[tokio::test]

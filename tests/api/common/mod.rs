@@ -100,6 +100,7 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         delivery: None,
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         metrics_public: false,
+        console_secure_cookie: false,
         background_work: false,
         limits: Limits::default(),
     }
