@@ -7,6 +7,7 @@
 
 mod call;
 mod error;
+mod lists;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 
 pub use call::{Body, Call, CallKind, ExistingUserWorkspace, NewWorkspace, Route};
 pub use error::{looks_like_existing_account, parse_retry_after, PartnerError, EXCERPT_BYTES};
+pub use lists::{Client, Flow, Member};
 pub use reqwest::Method;
 
 use crate::secret::Secret;
@@ -340,7 +342,8 @@ pub struct PageMeta {
     pub to: Option<i64>,
 }
 
-/// A plan or an add-on of `/partner/plans` and `/partner/addons`.
+/// A plan, an add-on or a template of `/partner/plans`, `/partner/addons` and
+/// `/partner/templates`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct CatalogItem {
