@@ -11,6 +11,7 @@ mod demo;
 mod flow;
 mod fuzz;
 mod limits;
+mod partner_contract;
 mod processing;
 mod resilience;
 mod start_errors;
