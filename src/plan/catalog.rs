@@ -36,6 +36,9 @@ pub struct PlanPrice {
     /// UChat has no per-plan seats: each unit bought above the first adds one of this
     /// add-on. Without it, a quantity above 1 needs an operator.
     pub quantity_addon: Option<String>,
+    /// A template (`GET /partner/templates`) installed into the workspace right after
+    /// its create.
+    pub template: Option<String>,
 }
 
 /// How the planner creates a workspace for a new buyer: the `[workspace]` table.
@@ -53,6 +56,10 @@ pub struct WorkspaceTemplate {
     /// Whether a workspace the buyer names is used only once UChat shows the buyer's
     /// email as its owner. Off for partners who set the id server-side.
     pub check_owner: bool,
+    /// Whether the order's Stripe ids are written into the extra billing information of
+    /// the workspace it creates or binds (`update-extra-billing-information`). Off by
+    /// default: it replaces whatever that field held.
+    pub billing_information: bool,
 }
 
 impl Default for WorkspaceTemplate {
@@ -64,6 +71,7 @@ impl Default for WorkspaceTemplate {
             template_ns: String::new(),
             id_field: "workspace_id".to_owned(),
             check_owner: true,
+            billing_information: false,
         }
     }
 }
@@ -534,6 +542,7 @@ struct RawPrice {
     points: Option<Spanned<i64>>,
     auto_renew: Option<Spanned<bool>>,
     quantity_addon: Option<Spanned<String>>,
+    template: Option<Spanned<String>>,
 }
 
 /// A `[[price]]`'s id and product when it is sound; its problems otherwise.
@@ -600,20 +609,19 @@ fn check_price(
             "quantity_addon",
             price.quantity_addon.as_ref().map(Spanned::span),
         ),
+        ("template", price.template.as_ref().map(Spanned::span)),
     ] {
         if let Some(at) = set.filter(|_| price.plan.is_none()) {
             report(at, format!("{label}: {key} applies only to a plan"));
         }
     }
-    if let Some(addon) = price
-        .quantity_addon
-        .as_ref()
-        .filter(|a| a.get_ref().trim().is_empty())
-    {
-        report(
-            addon.span(),
-            format!("{label} has an empty quantity_addon id"),
-        );
+    for (key, value) in [
+        ("quantity_addon", &price.quantity_addon),
+        ("template", &price.template),
+    ] {
+        if let Some(value) = value.as_ref().filter(|v| v.get_ref().trim().is_empty()) {
+            report(value.span(), format!("{label} has an empty {key} id"));
+        }
     }
     if let Some(points) = price.points.as_ref().filter(|p| *p.get_ref() <= 0) {
         report(points.span(), format!("{label}: points must be positive"));
@@ -626,6 +634,7 @@ fn check_price(
             plan: plan.get_ref().clone(),
             auto_renew: price.auto_renew.as_ref().is_some_and(|a| *a.get_ref()),
             quantity_addon: price.quantity_addon.as_ref().map(|a| a.get_ref().clone()),
+            template: price.template.as_ref().map(|t| t.get_ref().clone()),
         }),
         (_, Some(addon), _) => Product::Addon {
             addon: addon.get_ref().clone(),
@@ -660,6 +669,7 @@ mod tests {
                 plan: "business".into(),
                 auto_renew: false,
                 quantity_addon: None,
+                template: None,
             }))
         );
         assert_eq!(
@@ -697,6 +707,7 @@ mod tests {
                 plan: "business".into(),
                 auto_renew: true,
                 quantity_addon: Some("member".into()),
+                template: None,
             }))
         );
         let text = "[[price]]\nstripe_price = \"p\"\naddon = \"bot\"\nauto_renew = true\nquantity_addon = \" \"\n\n[policy]\npayment_grace_days = -1\ntrial = \"free\"\n";
