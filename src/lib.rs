@@ -13,6 +13,7 @@ macro_rules! display_as_serialized {
 }
 
 pub mod config;
+pub mod credit;
 pub mod db;
 pub mod delivery;
 pub mod demo;

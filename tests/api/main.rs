@@ -6,6 +6,7 @@ mod browser;
 mod burst;
 mod cli;
 mod common;
+mod credit_gauge;
 mod delivery;
 mod demo;
 mod flow;

@@ -98,6 +98,7 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         stripe_api: None,
         settle: Duration::ZERO,
         delivery: None,
+        credit_poll: Duration::ZERO,
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         metrics_public: false,
         background_work: false,
