@@ -12,6 +12,7 @@ macro_rules! display_as_serialized {
     )+};
 }
 
+pub mod catalog_online;
 pub mod config;
 pub mod credit;
 pub mod db;

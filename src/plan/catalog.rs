@@ -171,6 +171,48 @@ fn one_per_line(problems: &[Problem]) -> String {
 pub struct Checked {
     pub catalog: Catalog,
     pub warnings: Vec<Problem>,
+    /// Every UChat id the catalog names, where it names it.
+    pub references: Vec<Reference>,
+}
+
+/// Which of the partner's UChat lists an id must be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdKind {
+    Plan,
+    Addon,
+    Template,
+}
+
+/// A UChat id the catalog names, at its line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub kind: IdKind,
+    pub id: String,
+    pub file: String,
+    pub line: usize,
+}
+
+impl Reference {
+    /// A problem when `known` (the ids of its kind's list) lacks the id.
+    pub fn check(&self, known: &[&str]) -> Option<Problem> {
+        if known.contains(&self.id.as_str()) {
+            return None;
+        }
+        let (what, list) = match self.kind {
+            IdKind::Plan => ("plan", "/partner/plans"),
+            IdKind::Addon => ("add-on", "/partner/addons"),
+            IdKind::Template => ("template", "/partner/templates"),
+        };
+        Some(Problem {
+            file: self.file.clone(),
+            line: self.line,
+            message: format!(
+                "{what} \"{}\" is not in your UChat account (GET {list} has: {})",
+                self.id,
+                known.join(", ")
+            ),
+        })
+    }
 }
 
 impl Catalog {
@@ -205,7 +247,23 @@ impl Catalog {
         let policy = raw.policy.check(&source, &mut problems);
         let mut prices = BTreeMap::new();
         let mut warnings = Vec::new();
+        let mut references = Vec::new();
+        if !raw.workspace.template_ns.is_empty() {
+            let at = text.find("template_ns").unwrap_or(0);
+            references.push(source.reference(IdKind::Template, &raw.workspace.template_ns, at));
+        }
         for price in &raw.price {
+            let price_ref = price.get_ref();
+            for (kind, id) in [
+                (IdKind::Plan, &price_ref.plan),
+                (IdKind::Addon, &price_ref.addon),
+                (IdKind::Addon, &price_ref.quantity_addon),
+                (IdKind::Template, &price_ref.template),
+            ] {
+                if let Some(id) = id.as_ref().filter(|id| !id.get_ref().trim().is_empty()) {
+                    references.push(source.reference(kind, id.get_ref(), id.span().start));
+                }
+            }
             if let Some((id, product)) = check_price(price, &source, &prices, &mut problems) {
                 prices.insert(id, product);
             }
@@ -227,6 +285,7 @@ impl Catalog {
                     prices,
                 },
                 warnings,
+                references,
             })
         } else {
             Err(CatalogError::Invalid(problems))
@@ -272,6 +331,16 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
+    fn reference(&self, kind: IdKind, id: &str, at: usize) -> Reference {
+        let Problem { file, line, .. } = self.problem(at..at, "");
+        Reference {
+            kind,
+            id: id.to_owned(),
+            file,
+            line,
+        }
+    }
+
     fn problem(&self, at: Range<usize>, message: impl Into<String>) -> Problem {
         let before = &self.text.as_bytes()[..at.start.min(self.text.len())];
         Problem {

@@ -4,6 +4,7 @@
 mod admin;
 mod browser;
 mod burst;
+mod check_catalog_online;
 mod cli;
 mod common;
 mod credit_gauge;
