@@ -53,12 +53,7 @@ impl PartnerClient {
         page: u32,
         search: Option<&str>,
     ) -> Result<Page<Client>, PartnerError> {
-        let mut query = vec![("page", page.to_string())];
-        query.extend(search.map(|s| ("search", s.to_string())));
-        let reply = self
-            .send_with_query(Method::GET, "/partner/clients", &query, None)
-            .await?;
-        reply.decode(&reply.body, "client list")
+        self.page("/partner/clients", page, search).await
     }
 
     /// The templates a workspace can be created from or have installed.

@@ -228,12 +228,22 @@ impl PartnerClient {
         page: u32,
         search: Option<&str>,
     ) -> Result<Page<WorkspaceInfo>, PartnerError> {
+        self.page("/partner/workspaces", page, search).await
+    }
+
+    /// One page of a list endpoint (`?page=&search=`).
+    async fn page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        page: u32,
+        search: Option<&str>,
+    ) -> Result<Page<T>, PartnerError> {
         let mut query = vec![("page", page.to_string())];
         query.extend(search.map(|s| ("search", s.to_string())));
         let reply = self
-            .send_with_query(Method::GET, "/partner/workspaces", &query, None)
+            .send_with_query(Method::GET, path, &query, None)
             .await?;
-        reply.decode(&reply.body, "workspace list")
+        reply.decode(&reply.body, path)
     }
 
     pub async fn plans(&self) -> Result<Vec<CatalogItem>, PartnerError> {

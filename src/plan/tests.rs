@@ -1624,7 +1624,8 @@ fn a_new_workspace_is_set_up_right_after_its_create() {
     named_points.workspace_id = Some("42".into());
     let with_template = "plan = \"business\"\n    template = \"tpl_shop\"";
     // (case, price line of business, [workspace] lines, signals, calls)
-    let cases: Vec<(&str, &str, &str, Vec<Signal>, Vec<Call>)> = vec![
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<Signal>, Vec<Call>);
+    let cases: Vec<Case> = vec![
         (
             "neither by default",
             "plan = \"business\"",

@@ -9,15 +9,9 @@ use common::*;
 use uchat_billing::sandbox::Faults;
 
 async fn credit_shown(app: &TestApp) -> Option<f64> {
-    let text = app
-        .admin_request(reqwest::Method::GET, "/metrics")
-        .send()
+    app.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|line| line.strip_prefix("uchat_billing_partner_credit "))
         .map(|value| value.parse().unwrap())
 }

@@ -275,6 +275,12 @@ impl TestApp {
         json_answer(self.admin_request(reqwest::Method::POST, path).json(body)).await
     }
 
+    /// `GET /metrics` with the admin token: the text.
+    pub async fn metrics(&self) -> String {
+        let response = self.admin_request(reqwest::Method::GET, "/metrics");
+        response.send().await.unwrap().text().await.unwrap()
+    }
+
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&self.db)
