@@ -839,6 +839,41 @@ mod tests {
     }
 
     #[test]
+    fn a_template_belongs_to_a_plan_and_every_uchat_id_is_referenced_at_its_line() {
+        let text = "[workspace]\ntemplate_ns = \"tpl_a\"\n\n[[price]]\nstripe_price = \"price_p\"\nplan = \"business\"\ntemplate = \"tpl_b\"\n\n[[price]]\nstripe_price = \"price_b\"\naddon = \"bot\"\n";
+        let checked = Catalog::check("catalog.toml", text).unwrap();
+        let references: Vec<(IdKind, &str, usize)> = checked
+            .references
+            .iter()
+            .map(|r| (r.kind, r.id.as_str(), r.line))
+            .collect();
+        assert_eq!(
+            references,
+            [
+                (IdKind::Template, "tpl_a", 2),
+                (IdKind::Plan, "business", 6),
+                (IdKind::Template, "tpl_b", 7),
+                (IdKind::Addon, "bot", 11),
+            ]
+        );
+        assert_eq!(checked.references[1].check(&["free", "business"]), None);
+        let unknown = checked.references[3].check(&["member"]).unwrap();
+        assert_eq!(
+            unknown.to_string(),
+            "catalog.toml line 11: add-on \"bot\" is not in your UChat account \
+             (GET /partner/addons has: member)"
+        );
+        let misplaced = text.replace("addon = \"bot\"", "addon = \"bot\"\ntemplate = \"\"");
+        assert_eq!(
+            problems(&misplaced),
+            [
+                "catalog.toml line 12: price \"price_b\": template applies only to a plan",
+                "catalog.toml line 12: price \"price_b\" has an empty template id",
+            ]
+        );
+    }
+
+    #[test]
     fn syntax_type_and_meaning_problems_are_all_reported_in_one_run() {
         let text = r#"[workspace]
 trial_days = "seven"
