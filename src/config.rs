@@ -82,6 +82,12 @@ pub const UCHAT_TIMEOUT_SECS: Var = Var {
     unset: Unset::Default("15"),
     meaning: "timeout of one partner request",
 };
+pub const UCHAT_CREDIT_POLL_SECS: Var = Var {
+    name: "UCHAT_CREDIT_POLL_SECS",
+    unset: Unset::Default("300"),
+    meaning: "how often `serve` reads the partner's credit balance into the \
+              `uchat_billing_partner_credit` gauge (with `UCHAT_API_TOKEN`); `0` turns it off",
+};
 pub const DELIVERY_CONCURRENCY: Var = Var {
     name: "DELIVERY_CONCURRENCY",
     unset: Unset::Default("8"),
@@ -227,6 +233,7 @@ pub const VARIABLES: &[Var] = &[
     UCHAT_API_BASE,
     UCHAT_API_TOKEN,
     UCHAT_TIMEOUT_SECS,
+    UCHAT_CREDIT_POLL_SECS,
     DELIVERY_CONCURRENCY,
     RETRY_MAX_ATTEMPTS,
     RETRY_BASE_SECS,
@@ -288,6 +295,8 @@ pub struct Config {
     pub settle: Duration,
     /// Where and how to deliver partner calls; `None` without `UCHAT_API_TOKEN`.
     pub delivery: Option<Delivery>,
+    /// How often the partner's credit balance is read into its gauge; zero for never.
+    pub credit_poll: Duration,
     /// The operator API's bearer token; `None` turns the operator API off.
     pub admin_token: Option<Secret>,
     /// Serve `/metrics` to anyone, for a scraper that cannot send a token.
@@ -417,6 +426,11 @@ impl Config {
         ));
 
         let delivery = delivery(env);
+        let credit_poll = Duration::from_secs(env.parse(
+            &UCHAT_CREDIT_POLL_SECS,
+            |_| true,
+            |name, _| format!("{name} must be a whole number of seconds (0 turns it off)"),
+        ));
         let background_work = flag(env, &PROCESS_EVENTS);
         let admin_token = admin_token(env);
         let metrics_public = flag(env, &METRICS_PUBLIC);
@@ -431,6 +445,7 @@ impl Config {
             stripe_api,
             settle,
             delivery,
+            credit_poll,
             admin_token,
             metrics_public,
             console_secure_cookie,

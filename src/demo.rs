@@ -178,6 +178,7 @@ async fn demonstrate(
             partner: PartnerClient::new(&sandbox_url, Secret::new(sandbox_token.clone()), timeout)?,
             settings: delivery,
         }),
+        credit_poll: Duration::from_secs(5),
         admin_token: Some(Secret::new(admin_token.clone())),
         metrics_public: false,
         console_secure_cookie: false,

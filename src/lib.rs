@@ -12,7 +12,9 @@ macro_rules! display_as_serialized {
     )+};
 }
 
+pub mod catalog_online;
 pub mod config;
+pub mod credit;
 pub mod db;
 pub mod delivery;
 pub mod demo;

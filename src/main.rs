@@ -4,10 +4,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use uchat_billing::catalog_online::PartnerLists;
 use uchat_billing::config::{self, Config, Delivery};
 use uchat_billing::delivery::Worker;
 use uchat_billing::demo::{self, DemoOptions};
 use uchat_billing::env::Env;
+use uchat_billing::partner::PartnerClient;
 use uchat_billing::plan::Catalog;
 use uchat_billing::sandbox::{self, SandboxConfig};
 use uchat_billing::start_error::{listen, StartError};
@@ -65,6 +67,10 @@ enum Command {
     CheckCatalog {
         /// The catalog to check [default: CATALOG_PATH, else catalog.toml].
         path: Option<PathBuf>,
+        /// Also look up every plan, add-on and template id at UChat (UCHAT_API_BASE,
+        /// UCHAT_API_TOKEN); exit 1 if UChat cannot be read.
+        #[arg(long)]
+        online: bool,
     },
     /// Print, as JSON, the partner calls these Stripe events would produce from an empty
     /// start: applied in Stripe's order, each to its order (events sharing a Stripe id
@@ -96,7 +102,11 @@ enum Job {
     },
     Demo(DemoOptions),
     Healthcheck(String),
-    CheckCatalog(PathBuf),
+    CheckCatalog {
+        path: PathBuf,
+        /// Set for `--online`.
+        partner: Option<PartnerClient>,
+    },
     Plan {
         catalog: PathBuf,
         events: Vec<PathBuf>,
@@ -134,9 +144,13 @@ impl Job {
             Command::Healthcheck { url } => {
                 Job::Healthcheck(url.unwrap_or_else(|| readiness_url(config::bind_addr(env))))
             }
-            Command::CheckCatalog { path } => {
-                Job::CheckCatalog(path.unwrap_or_else(|| env.text(&config::CATALOG_PATH).into()))
-            }
+            Command::CheckCatalog { path, online } => Job::CheckCatalog {
+                path: path.unwrap_or_else(|| env.text(&config::CATALOG_PATH).into()),
+                partner: match online {
+                    true => Some(Delivery::read(env)?.partner),
+                    false => None,
+                },
+            },
             Command::Plan { catalog, events } => Job::Plan { catalog, events },
         })
     }
@@ -182,7 +196,7 @@ async fn main() -> ExitCode {
         Job::Sandbox { bind, config } => run_sandbox(bind, config).await,
         Job::Demo(options) => demo::run(options).await,
         Job::Healthcheck(url) => return healthcheck(&url).await,
-        Job::CheckCatalog(path) => return check_catalog(&path),
+        Job::CheckCatalog { path, partner } => return check_catalog(&path, partner).await,
         Job::Plan { catalog, events } => return print_plan(&catalog, &events),
     };
     match result {
@@ -280,24 +294,42 @@ async fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-fn check_catalog(path: &Path) -> ExitCode {
-    match Catalog::check_file(path) {
-        Ok(checked) => {
-            for warning in &checked.warnings {
-                eprintln!("warning: {warning}");
-            }
-            println!(
-                "{}: ok, {} prices",
-                path.display(),
-                checked.catalog.price_count()
-            );
-            ExitCode::SUCCESS
-        }
+async fn check_catalog(path: &Path, partner: Option<PartnerClient>) -> ExitCode {
+    let checked = match Catalog::check_file(path) {
+        Ok(checked) => checked,
         Err(error) => {
             eprintln!("{error}");
-            ExitCode::from(CONFIG_ERROR)
+            return ExitCode::from(CONFIG_ERROR);
         }
+    };
+    for warning in &checked.warnings {
+        eprintln!("warning: {warning}");
     }
+    let prices = checked.catalog.price_count();
+    let Some(partner) = partner else {
+        println!("{}: ok, {prices} prices", path.display());
+        return ExitCode::SUCCESS;
+    };
+    let lists = match PartnerLists::read(&partner).await {
+        Ok(lists) => lists,
+        Err(error) => {
+            eprintln!("cannot read the plans, add-ons and templates from UChat: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let unknown = lists.unknown_ids(&checked);
+    for problem in &unknown {
+        eprintln!("{problem}");
+    }
+    if !unknown.is_empty() {
+        return ExitCode::from(CONFIG_ERROR);
+    }
+    println!(
+        "{}: ok, {prices} prices; every id is in your UChat account ({})",
+        path.display(),
+        lists.summary()
+    );
+    ExitCode::SUCCESS
 }
 
 fn print_plan(catalog: &Path, events: &[PathBuf]) -> ExitCode {

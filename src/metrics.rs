@@ -2,6 +2,7 @@
 //! since start, and the delivery backlog read from the database at each scrape, in
 //! Prometheus' text format (0.0.4).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet, EncodeMetric, MetricEncoder};
@@ -71,6 +72,9 @@ pub struct Metrics {
     webhook_latency: Histogram,
     partner_calls: Family<CallLabels, Counter>,
     partner_latency: LatencyFamily<KindLabel>,
+    /// The partner's credit balance as last read; `None` until a read succeeds, so that
+    /// no made-up zero sets off a low-credit alert.
+    partner_credit: Mutex<Option<f64>>,
 }
 
 impl Default for Metrics {
@@ -108,6 +112,7 @@ impl Default for Metrics {
             webhook_latency,
             partner_calls,
             partner_latency,
+            partner_credit: Mutex::new(None),
         }
     }
 }
@@ -146,6 +151,14 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
+    /// The partner's credit balance, as just read from UChat.
+    pub fn set_partner_credit(&self, credit: f64) {
+        *self
+            .partner_credit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(credit);
+    }
+
     /// Everything in Prometheus' text format, with the backlog gauges read just now.
     pub fn render(&self, backlog: &Backlog) -> String {
         let mut gauges = Registry::default();
@@ -169,6 +182,17 @@ impl Metrics {
             "Partner calls that gave up; an operator retries or cancels them",
             ConstGauge::new(backlog.dead),
         );
+        let credit = *self
+            .partner_credit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(credit) = credit {
+            gauges.register(
+                "uchat_billing_partner_credit",
+                "The UChat partner's prepaid credit balance, as last read",
+                ConstGauge::new(credit),
+            );
+        }
         let mut text = String::new();
         for registry in [&self.registry, &gauges] {
             prometheus_text::encode(&mut text, registry).expect("writing to a String cannot fail");
@@ -296,6 +320,17 @@ mod tests {
         ] {
             assert!(text.contains(&format!("# TYPE {family}\n")), "{text}");
         }
+    }
+
+    #[test]
+    fn the_partner_credit_is_shown_once_read() {
+        let metrics = Metrics::default();
+        let gauge = "uchat_billing_partner_credit";
+        assert_eq!(value(&metrics.render(&backlog()), gauge), None);
+        metrics.set_partner_credit(250.75);
+        let text = metrics.render(&backlog());
+        assert_eq!(value(&text, gauge), Some(250.75));
+        assert!(text.contains(&format!("# TYPE {gauge} gauge\n")), "{text}");
     }
 
     #[test]

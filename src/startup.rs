@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -13,6 +14,7 @@ use crate::db::Pools;
 use crate::delivery::Worker;
 use crate::http::{self, AppState, Console, ServerLimits};
 use crate::metrics::Metrics;
+use crate::partner::PartnerClient;
 use crate::processor::Processor;
 use crate::start_error::{listen, StartError};
 
@@ -27,6 +29,8 @@ pub struct Application {
     work_db: PgPool,
     processor: Processor,
     worker: Option<Worker>,
+    /// The partner whose credit is read into its gauge, and how often.
+    credit_poll: Option<(PartnerClient, Duration)>,
     background_work: bool,
 }
 
@@ -107,6 +111,11 @@ impl Application {
             work_db: pools.work,
             processor,
             worker,
+            credit_poll: config
+                .delivery
+                .as_ref()
+                .filter(|_| !config.credit_poll.is_zero())
+                .map(|delivery| (delivery.partner.clone(), config.credit_poll)),
             background_work: config.background_work,
         })
     }
@@ -140,6 +149,16 @@ impl Application {
         tracing::info!(addr = %self.local_addr(), "listening");
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
+        // Every instance serves /metrics, intake-only ones too.
+        if let Some((partner, every)) = self.credit_poll {
+            let metrics = self.state.metrics.clone();
+            tasks.spawn(crate::credit::poll(
+                partner,
+                metrics,
+                every,
+                stopped.clone(),
+            ));
+        }
         if self.background_work {
             tasks.spawn(crate::db::stats::keep_folded(
                 self.work_db.clone(),

@@ -549,33 +549,40 @@ fn created(reply: Reply, ran_as: Option<CallKind>) -> Result<Done, PartnerError>
     })
 }
 
-/// A call that adds to or takes from a workspace counter (add-on units, points): it
-/// repeats its effect on every call, so a retry first looks whether it took effect.
+/// A call that adds to or takes from a workspace counter (add-on units, points, flows):
+/// it repeats its effect on every call, so a retry first looks whether it took effect.
 struct Counter {
-    addon: Option<String>,
+    counted: Counted,
     delta: f64,
+}
+
+enum Counted {
+    Addon(String),
+    Points,
+    /// A template installs at least one flow.
+    Flows,
 }
 
 impl Counter {
     fn of(call: &Call) -> Option<Counter> {
-        let (addon, delta) = match call {
-            Call::AddAddon { addon, qty } => (Some(addon), f64::from(*qty)),
-            Call::RemoveAddon { addon, qty } => (Some(addon), -f64::from(*qty)),
-            Call::TopupPoints { points, .. } => (None, *points as f64),
-            Call::DeductPoints { points, .. } => (None, -(*points as f64)),
+        let (counted, delta) = match call {
+            Call::AddAddon { addon, qty } => (Counted::Addon(addon.clone()), f64::from(*qty)),
+            Call::RemoveAddon { addon, qty } => (Counted::Addon(addon.clone()), -f64::from(*qty)),
+            Call::TopupPoints { points, .. } => (Counted::Points, *points as f64),
+            Call::DeductPoints { points, .. } => (Counted::Points, -(*points as f64)),
+            Call::InstallTemplate { .. } => (Counted::Flows, 1.0),
             _ => return None,
         };
-        Some(Counter {
-            addon: addon.cloned(),
-            delta,
-        })
+        Some(Counter { counted, delta })
     }
 
     async fn read(&self, partner: &PartnerClient, workspace: i64) -> Result<f64, PartnerError> {
-        let info = partner.get_workspace(workspace).await?;
-        Ok(match &self.addon {
-            Some(addon) => info.addon_qty(addon) as f64,
-            None => info.points,
+        Ok(match &self.counted {
+            Counted::Addon(addon) => {
+                partner.get_workspace(workspace).await?.addon_qty(addon) as f64
+            }
+            Counted::Points => partner.get_workspace(workspace).await?.points,
+            Counted::Flows => partner.list_flows(workspace).await?.len() as f64,
         })
     }
 
@@ -634,8 +641,14 @@ mod tests {
             qty: 2,
         })
         .unwrap();
-        assert_eq!(add.addon.as_deref(), Some("bot"));
+        assert!(matches!(&add.counted, Counted::Addon(addon) if addon == "bot"));
         assert!(add.took_effect(1.0, 3.0));
+        let install = Counter::of(&Call::InstallTemplate {
+            template_ns: "tpl_1".into(),
+        })
+        .unwrap();
+        assert!(install.took_effect(3.0, 6.0));
+        assert!(!install.took_effect(3.0, 3.0));
         assert!(Counter::of(&Call::Pause).is_none());
     }
 }

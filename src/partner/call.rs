@@ -31,6 +31,12 @@ pub enum CallKind {
     EnableAutoRenew,
     DisableAutoRenew,
     Delete,
+    /// Copies a template's flows into the workspace.
+    InstallTemplate,
+    /// Sets the workspace's billing note (the Stripe ids, for whoever looks in UChat).
+    UpdateExtraBillingInformation,
+    InviteMember,
+    RemoveMember,
     /// Binds a workspace the buyer named to the order, once UChat shows the buyer as its
     /// owner (`GET /partner/workspace/{id}`); refused otherwise.
     ClaimWorkspace,
@@ -59,7 +65,7 @@ pub struct Route {
 }
 
 impl CallKind {
-    pub const ALL: [CallKind; 14] = [
+    pub const ALL: [CallKind; 18] = [
         CallKind::Create,
         CallKind::CreateForExistingUser,
         CallKind::ChangePlan,
@@ -72,12 +78,16 @@ impl CallKind {
         CallKind::EnableAutoRenew,
         CallKind::DisableAutoRenew,
         CallKind::Delete,
+        CallKind::InstallTemplate,
+        CallKind::UpdateExtraBillingInformation,
+        CallKind::InviteMember,
+        CallKind::RemoveMember,
         CallKind::ClaimWorkspace,
         CallKind::ReuseWorkspace,
     ];
 
     /// The kinds that are one write of the contract each.
-    pub const WRITES: [CallKind; 12] = [
+    pub const WRITES: [CallKind; 16] = [
         CallKind::Create,
         CallKind::CreateForExistingUser,
         CallKind::ChangePlan,
@@ -90,6 +100,10 @@ impl CallKind {
         CallKind::EnableAutoRenew,
         CallKind::DisableAutoRenew,
         CallKind::Delete,
+        CallKind::InstallTemplate,
+        CallKind::UpdateExtraBillingInformation,
+        CallKind::InviteMember,
+        CallKind::RemoveMember,
     ];
 
     /// The contract's method, path and body for this kind: the creates go to
@@ -100,10 +114,15 @@ impl CallKind {
         use CallKind::*;
         let (method, body) = match self {
             ClaimWorkspace | ReuseWorkspace => return None,
-            Create | CreateForExistingUser | ChangePlan | AddAddon | TopupPoints => {
-                (Method::POST, Body::Json)
-            }
-            RemoveAddon | DeductPoints => (Method::DELETE, Body::Json),
+            Create
+            | CreateForExistingUser
+            | ChangePlan
+            | AddAddon
+            | TopupPoints
+            | InstallTemplate
+            | UpdateExtraBillingInformation
+            | InviteMember => (Method::POST, Body::Json),
+            RemoveAddon | DeductPoints | RemoveMember => (Method::DELETE, Body::Json),
             Pause | Active | EnableAutoRenew | DisableAutoRenew => (Method::POST, Body::Empty),
             Delete => (Method::DELETE, Body::Empty),
         };
@@ -155,6 +174,20 @@ pub enum Call {
     EnableAutoRenew,
     DisableAutoRenew,
     Delete,
+    InstallTemplate {
+        /// A template id of `GET /partner/templates` (its namespace).
+        template_ns: String,
+    },
+    UpdateExtraBillingInformation {
+        extra_billing_information: String,
+    },
+    InviteMember {
+        email: String,
+        role: String,
+    },
+    RemoveMember {
+        email: String,
+    },
     ClaimWorkspace {
         workspace_id: i64,
         /// The buyer, who must own it.
@@ -182,6 +215,10 @@ impl Call {
             Call::EnableAutoRenew => CallKind::EnableAutoRenew,
             Call::DisableAutoRenew => CallKind::DisableAutoRenew,
             Call::Delete => CallKind::Delete,
+            Call::InstallTemplate { .. } => CallKind::InstallTemplate,
+            Call::UpdateExtraBillingInformation { .. } => CallKind::UpdateExtraBillingInformation,
+            Call::InviteMember { .. } => CallKind::InviteMember,
+            Call::RemoveMember { .. } => CallKind::RemoveMember,
             Call::ClaimWorkspace { .. } => CallKind::ClaimWorkspace,
             Call::ReuseWorkspace { .. } => CallKind::ReuseWorkspace,
         }

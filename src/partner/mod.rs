@@ -7,6 +7,7 @@
 
 mod call;
 mod error;
+mod lists;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 
 pub use call::{Body, Call, CallKind, ExistingUserWorkspace, NewWorkspace, Route};
 pub use error::{looks_like_existing_account, parse_retry_after, PartnerError, EXCERPT_BYTES};
+pub use lists::{Client, Flow, Member};
 pub use reqwest::Method;
 
 use crate::secret::Secret;
@@ -226,12 +228,22 @@ impl PartnerClient {
         page: u32,
         search: Option<&str>,
     ) -> Result<Page<WorkspaceInfo>, PartnerError> {
+        self.page("/partner/workspaces", page, search).await
+    }
+
+    /// One page of a list endpoint (`?page=&search=`).
+    async fn page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        page: u32,
+        search: Option<&str>,
+    ) -> Result<Page<T>, PartnerError> {
         let mut query = vec![("page", page.to_string())];
         query.extend(search.map(|s| ("search", s.to_string())));
         let reply = self
-            .send_with_query(Method::GET, "/partner/workspaces", &query, None)
+            .send_with_query(Method::GET, path, &query, None)
             .await?;
-        reply.decode(&reply.body, "workspace list")
+        reply.decode(&reply.body, path)
     }
 
     pub async fn plans(&self) -> Result<Vec<CatalogItem>, PartnerError> {
@@ -340,7 +352,8 @@ pub struct PageMeta {
     pub to: Option<i64>,
 }
 
-/// A plan or an add-on of `/partner/plans` and `/partner/addons`.
+/// A plan, an add-on or a template of `/partner/plans`, `/partner/addons` and
+/// `/partner/templates`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct CatalogItem {

@@ -150,6 +150,34 @@ async fn every_kind_reaches_its_contract_method_path_and_body() {
             "/partner/workspace/42",
             None,
         ),
+        (
+            CallKind::InstallTemplate,
+            Some(42),
+            "POST",
+            "/partner/workspace/42/install-template",
+            Some(json!({ "template_ns": "tpl_1" })),
+        ),
+        (
+            CallKind::UpdateExtraBillingInformation,
+            Some(42),
+            "POST",
+            "/partner/workspace/42/update-extra-billing-information",
+            Some(json!({ "extra_billing_information": "Stripe customer cus_1" })),
+        ),
+        (
+            CallKind::InviteMember,
+            Some(42),
+            "POST",
+            "/partner/workspace/42/invite-member",
+            Some(json!({ "email": "bob@example.com", "role": "agent" })),
+        ),
+        (
+            CallKind::RemoveMember,
+            Some(42),
+            "DELETE",
+            "/partner/workspace/42/remove-member",
+            Some(json!({ "email": "bob@example.com" })),
+        ),
     ];
     let client = client(&server);
     for (kind, id, m, p, body) in cases {
@@ -437,6 +465,51 @@ async fn lists_plans_addons_and_credit() {
     assert_eq!((plans[0].id.as_str(), plans[0].price), ("business", 19.0));
     assert_eq!(c.addons().await.unwrap().len(), 1);
     assert_eq!(c.credit_balance().await, Ok(250.75));
+}
+
+#[tokio::test]
+async fn lists_clients_templates_flows_and_members_leniently() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/partner/clients"))
+        .and(query_param("page", "1"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{ "id": "7", "name": null, "email": "ann@example.com", "country": "AU" }],
+            "meta": { "current_page": 1, "last_page": 1, "total": "1" } })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let answer = |data: Value| {
+        ResponseTemplate::new(200).set_body_json(json!({ "status": "ok", "data": data }))
+    };
+    let templates = answer(json!([{ "id": "tpl_1", "name": "Shop" }]));
+    expect_once(&server, "GET", "/partner/templates", None, templates).await;
+    let flows = answer(json!([{ "ns": "f1", "name": "Welcome", "folder_id": 3 }]));
+    let w = "/partner/workspace/42";
+    expect_once(&server, "GET", &format!("{w}/list-flows"), None, flows).await;
+    let members = answer(json!([{ "email": "ann@example.com", "role": "owner", "id": 1 }]));
+    expect_once(&server, "GET", &format!("{w}/members"), None, members).await;
+
+    let c = client(&server);
+    let clients = c.list_clients(1, None).await.unwrap();
+    assert_eq!(
+        (
+            clients.data[0].id,
+            clients.data[0].name.as_str(),
+            clients.meta.total
+        ),
+        (7, "", 1)
+    );
+    assert_eq!(clients.data[0].extra["country"], "AU");
+    assert_eq!(c.templates().await.unwrap()[0].id, "tpl_1");
+    let flows = c.list_flows(42).await.unwrap();
+    assert_eq!(
+        (flows[0].ns.as_str(), flows[0].name.as_str()),
+        ("f1", "Welcome")
+    );
+    let members = c.members(42).await.unwrap();
+    assert_eq!(members[0].role, "owner");
 }
 
 /// Pauses workspace 42 against a server that answers `reply`.

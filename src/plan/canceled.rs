@@ -59,6 +59,11 @@ pub fn without_call(provisioned: &Provisioned, calls: &[Call], at: usize) -> Pro
             }
         }
         Call::Delete => state.deleted = false,
+        // None of these is part of the provisioned state.
+        Call::InstallTemplate { .. }
+        | Call::UpdateExtraBillingInformation { .. }
+        | Call::InviteMember { .. }
+        | Call::RemoveMember { .. } => {}
         Call::AddAddon { addon, qty } => {
             let units = state.addons.entry(addon.clone()).or_default();
             *units = units.saturating_sub(*qty);

@@ -36,6 +36,9 @@ pub struct PlanPrice {
     /// UChat has no per-plan seats: each unit bought above the first adds one of this
     /// add-on. Without it, a quantity above 1 needs an operator.
     pub quantity_addon: Option<String>,
+    /// A template (`GET /partner/templates`) installed into the workspace right after
+    /// its create.
+    pub template: Option<String>,
 }
 
 /// How the planner creates a workspace for a new buyer: the `[workspace]` table.
@@ -53,6 +56,10 @@ pub struct WorkspaceTemplate {
     /// Whether a workspace the buyer names is used only once UChat shows the buyer's
     /// email as its owner. Off for partners who set the id server-side.
     pub check_owner: bool,
+    /// Whether the order's Stripe ids are written into the extra billing information of
+    /// the workspace it creates or binds (`update-extra-billing-information`). Off by
+    /// default: it replaces whatever that field held.
+    pub billing_information: bool,
 }
 
 impl Default for WorkspaceTemplate {
@@ -64,6 +71,7 @@ impl Default for WorkspaceTemplate {
             template_ns: String::new(),
             id_field: "workspace_id".to_owned(),
             check_owner: true,
+            billing_information: false,
         }
     }
 }
@@ -163,6 +171,48 @@ fn one_per_line(problems: &[Problem]) -> String {
 pub struct Checked {
     pub catalog: Catalog,
     pub warnings: Vec<Problem>,
+    /// Every UChat id the catalog names, where it names it.
+    pub references: Vec<Reference>,
+}
+
+/// Which of the partner's UChat lists an id must be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdKind {
+    Plan,
+    Addon,
+    Template,
+}
+
+/// A UChat id the catalog names, at its line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub kind: IdKind,
+    pub id: String,
+    pub file: String,
+    pub line: usize,
+}
+
+impl Reference {
+    /// A problem when `known` (the ids of its kind's list) lacks the id.
+    pub fn check(&self, known: &[&str]) -> Option<Problem> {
+        if known.contains(&self.id.as_str()) {
+            return None;
+        }
+        let (what, list) = match self.kind {
+            IdKind::Plan => ("plan", "/partner/plans"),
+            IdKind::Addon => ("add-on", "/partner/addons"),
+            IdKind::Template => ("template", "/partner/templates"),
+        };
+        Some(Problem {
+            file: self.file.clone(),
+            line: self.line,
+            message: format!(
+                "{what} \"{}\" is not in your UChat account (GET {list} has: {})",
+                self.id,
+                known.join(", ")
+            ),
+        })
+    }
 }
 
 impl Catalog {
@@ -197,7 +247,23 @@ impl Catalog {
         let policy = raw.policy.check(&source, &mut problems);
         let mut prices = BTreeMap::new();
         let mut warnings = Vec::new();
+        let mut references = Vec::new();
+        if !raw.workspace.template_ns.is_empty() {
+            let at = text.find("template_ns").unwrap_or(0);
+            references.push(source.reference(IdKind::Template, &raw.workspace.template_ns, at));
+        }
         for price in &raw.price {
+            let price_ref = price.get_ref();
+            for (kind, id) in [
+                (IdKind::Plan, &price_ref.plan),
+                (IdKind::Addon, &price_ref.addon),
+                (IdKind::Addon, &price_ref.quantity_addon),
+                (IdKind::Template, &price_ref.template),
+            ] {
+                if let Some(id) = id.as_ref().filter(|id| !id.get_ref().trim().is_empty()) {
+                    references.push(source.reference(kind, id.get_ref(), id.span().start));
+                }
+            }
             if let Some((id, product)) = check_price(price, &source, &prices, &mut problems) {
                 prices.insert(id, product);
             }
@@ -219,6 +285,7 @@ impl Catalog {
                     prices,
                 },
                 warnings,
+                references,
             })
         } else {
             Err(CatalogError::Invalid(problems))
@@ -264,6 +331,16 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
+    fn reference(&self, kind: IdKind, id: &str, at: usize) -> Reference {
+        let Problem { file, line, .. } = self.problem(at..at, "");
+        Reference {
+            kind,
+            id: id.to_owned(),
+            file,
+            line,
+        }
+    }
+
     fn problem(&self, at: Range<usize>, message: impl Into<String>) -> Problem {
         let before = &self.text.as_bytes()[..at.start.min(self.text.len())];
         Problem {
@@ -534,6 +611,7 @@ struct RawPrice {
     points: Option<Spanned<i64>>,
     auto_renew: Option<Spanned<bool>>,
     quantity_addon: Option<Spanned<String>>,
+    template: Option<Spanned<String>>,
 }
 
 /// A `[[price]]`'s id and product when it is sound; its problems otherwise.
@@ -600,20 +678,19 @@ fn check_price(
             "quantity_addon",
             price.quantity_addon.as_ref().map(Spanned::span),
         ),
+        ("template", price.template.as_ref().map(Spanned::span)),
     ] {
         if let Some(at) = set.filter(|_| price.plan.is_none()) {
             report(at, format!("{label}: {key} applies only to a plan"));
         }
     }
-    if let Some(addon) = price
-        .quantity_addon
-        .as_ref()
-        .filter(|a| a.get_ref().trim().is_empty())
-    {
-        report(
-            addon.span(),
-            format!("{label} has an empty quantity_addon id"),
-        );
+    for (key, value) in [
+        ("quantity_addon", &price.quantity_addon),
+        ("template", &price.template),
+    ] {
+        if let Some(value) = value.as_ref().filter(|v| v.get_ref().trim().is_empty()) {
+            report(value.span(), format!("{label} has an empty {key} id"));
+        }
     }
     if let Some(points) = price.points.as_ref().filter(|p| *p.get_ref() <= 0) {
         report(points.span(), format!("{label}: points must be positive"));
@@ -626,6 +703,7 @@ fn check_price(
             plan: plan.get_ref().clone(),
             auto_renew: price.auto_renew.as_ref().is_some_and(|a| *a.get_ref()),
             quantity_addon: price.quantity_addon.as_ref().map(|a| a.get_ref().clone()),
+            template: price.template.as_ref().map(|t| t.get_ref().clone()),
         }),
         (_, Some(addon), _) => Product::Addon {
             addon: addon.get_ref().clone(),
@@ -660,6 +738,7 @@ mod tests {
                 plan: "business".into(),
                 auto_renew: false,
                 quantity_addon: None,
+                template: None,
             }))
         );
         assert_eq!(
@@ -697,6 +776,7 @@ mod tests {
                 plan: "business".into(),
                 auto_renew: true,
                 quantity_addon: Some("member".into()),
+                template: None,
             }))
         );
         let text = "[[price]]\nstripe_price = \"p\"\naddon = \"bot\"\nauto_renew = true\nquantity_addon = \" \"\n\n[policy]\npayment_grace_days = -1\ntrial = \"free\"\n";
@@ -756,6 +836,41 @@ mod tests {
         );
         let example = Catalog::check("x", include_str!("../../catalog.example.toml")).unwrap();
         assert!(example.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_template_belongs_to_a_plan_and_every_uchat_id_is_referenced_at_its_line() {
+        let text = "[workspace]\ntemplate_ns = \"tpl_a\"\n\n[[price]]\nstripe_price = \"price_p\"\nplan = \"business\"\ntemplate = \"tpl_b\"\n\n[[price]]\nstripe_price = \"price_b\"\naddon = \"bot\"\n";
+        let checked = Catalog::check("catalog.toml", text).unwrap();
+        let references: Vec<(IdKind, &str, usize)> = checked
+            .references
+            .iter()
+            .map(|r| (r.kind, r.id.as_str(), r.line))
+            .collect();
+        assert_eq!(
+            references,
+            [
+                (IdKind::Template, "tpl_a", 2),
+                (IdKind::Plan, "business", 6),
+                (IdKind::Template, "tpl_b", 7),
+                (IdKind::Addon, "bot", 11),
+            ]
+        );
+        assert_eq!(checked.references[1].check(&["free", "business"]), None);
+        let unknown = checked.references[3].check(&["member"]).unwrap();
+        assert_eq!(
+            unknown.to_string(),
+            "catalog.toml line 11: add-on \"bot\" is not in your UChat account \
+             (GET /partner/addons has: member)"
+        );
+        let misplaced = text.replace("addon = \"bot\"", "addon = \"bot\"\ntemplate = \"\"");
+        assert_eq!(
+            problems(&misplaced),
+            [
+                "catalog.toml line 12: price \"price_b\": template applies only to a plan",
+                "catalog.toml line 12: price \"price_b\" has an empty template id",
+            ]
+        );
     }
 
     #[test]

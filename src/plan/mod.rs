@@ -263,10 +263,11 @@ impl<'a> Sale<'a> {
 }
 
 /// The desired state; the call that binds the order a workspace, if this planning
-/// chooses one; and, for a resumed workspace, the state it starts from.
+/// chooses one, with the calls that set the workspace up right after; and, for a resumed
+/// workspace, the state it starts from.
 struct Desired {
     state: Provisioned,
-    first: Option<Call>,
+    first: Vec<Call>,
     base: Option<Provisioned>,
 }
 
@@ -278,7 +279,7 @@ fn desire(
 ) -> Result<Desired, Problem> {
     let policy = &catalog.policy;
     let mut want = had.clone();
-    let mut first = None;
+    let mut first = Vec::new();
     let mut base = None;
     let gone = had
         .workspace
@@ -297,7 +298,7 @@ fn desire(
         if want.workspace == Workspace::None && !terms.is_empty() {
             let chosen = choose_workspace(facts, &terms, catalog)?;
             want.workspace = chosen.workspace;
-            first = chosen.call;
+            first = set_up(chosen.call, sale, facts, &terms, catalog);
             if let Some(resumed) = chosen.base {
                 want = Provisioned {
                     workspace: chosen.workspace,
@@ -653,9 +654,61 @@ fn refunded_points(
     Ok(deducted.min(granted))
 }
 
+/// The call that binds a workspace, then what sets it up for the plan sold: the price's
+/// template, installed into a new workspace, and the order's Stripe ids, written into
+/// the workspace's billing information when the catalog asks for it.
+fn set_up(
+    bind: Option<Call>,
+    sale: &Sale,
+    facts: &Facts,
+    terms: &Terms,
+    catalog: &Catalog,
+) -> Vec<Call> {
+    let Some(bind) = bind else {
+        return Vec::new();
+    };
+    let Some(plan) = &terms.plan else {
+        // Add-ons or points for a named workspace: it is not this order's to describe.
+        return vec![bind];
+    };
+    let template = plan
+        .template
+        .clone()
+        .filter(|_| matches!(bind, Call::Create(_)))
+        .map(|template_ns| Call::InstallTemplate { template_ns });
+    let billing = catalog
+        .workspace
+        .billing_information
+        .then(|| stripe_ids(sale, facts))
+        .flatten()
+        .map(
+            |extra_billing_information| Call::UpdateExtraBillingInformation {
+                extra_billing_information,
+            },
+        );
+    [Some(bind), template, billing]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The order's Stripe ids, as someone in UChat reads them: `Stripe customer cus_1,
+/// subscription sub_1` (a one-off purchase names its checkout). `None` when none is known.
+fn stripe_ids(sale: &Sale, facts: &Facts) -> Option<String> {
+    let customer = facts.customer().map(|id| format!("customer {id}"));
+    let order = match sale.one_off {
+        Some(checkout) => Some(format!("checkout {}", checkout.id)),
+        None => facts
+            .subscription_id()
+            .map(|id| format!("subscription {id}")),
+    };
+    let ids: Vec<String> = [customer, order].into_iter().flatten().collect();
+    (!ids.is_empty()).then(|| format!("Stripe {}", ids.join(", ")))
+}
+
 /// The calls that take the workspace from `had` to `want`, in the fixed order.
-fn calls(had: &Provisioned, want: &Provisioned, first: Option<Call>, reference: &str) -> Vec<Call> {
-    let mut calls: Vec<Call> = first.into_iter().collect();
+fn calls(had: &Provisioned, want: &Provisioned, first: Vec<Call>, reference: &str) -> Vec<Call> {
+    let mut calls = first;
     let mut auto_renew = had.auto_renew;
     if let Some(plan) = want
         .plan

@@ -1607,3 +1607,114 @@ fn both_eras_a_plan_in_quantity_needs_attention() {
         assert_eq!(order.status(), OrderStatus::NeedsAttention, "{era:?}");
     }
 }
+
+#[test]
+fn a_new_workspace_is_set_up_right_after_its_create() {
+    let template = |ns: &str| Call::InstallTemplate {
+        template_ns: ns.into(),
+    };
+    let billing = |ids: &str| Call::UpdateExtraBillingInformation {
+        extra_billing_information: ids.into(),
+    };
+    let subscription_ids = "Stripe customer cus_1, subscription sub_1";
+    let checkout_ids = "Stripe customer cus_1, checkout cs_1";
+    let mut named = session(Payment, Some(BUSINESS));
+    named.workspace_id = Some("42".into());
+    let mut named_points = session(Payment, Some(&[("price_points", 1)]));
+    named_points.workspace_id = Some("42".into());
+    let with_template = "plan = \"business\"\n    template = \"tpl_shop\"";
+    // (case, price line of business, [workspace] lines, signals, calls)
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<Signal>, Vec<Call>);
+    let cases: Vec<Case> = vec![
+        (
+            "neither by default",
+            "plan = \"business\"",
+            "",
+            sale(BUSINESS),
+            vec![create(), change_plan("business", true), add("bot", 1)],
+        ),
+        (
+            "the price's template",
+            with_template,
+            "",
+            sale(BUSINESS),
+            vec![
+                create(),
+                template("tpl_shop"),
+                change_plan("business", true),
+                add("bot", 1),
+            ],
+        ),
+        (
+            "template and Stripe ids of a subscription",
+            with_template,
+            "billing_information = true",
+            sale(BUSINESS),
+            vec![
+                create(),
+                template("tpl_shop"),
+                billing(subscription_ids),
+                change_plan("business", true),
+                add("bot", 1),
+            ],
+        ),
+        (
+            "the Stripe ids of a one-off purchase",
+            "plan = \"business\"",
+            "billing_information = true",
+            vec![completed(session(Payment, Some(BUSINESS)))],
+            vec![
+                create(),
+                billing(checkout_ids),
+                change_plan("business", false),
+                add("bot", 1),
+            ],
+        ),
+        (
+            "a named workspace gets the ids, not the template",
+            with_template,
+            "billing_information = true",
+            vec![completed(named)],
+            vec![
+                claim(42),
+                billing(checkout_ids),
+                change_plan("business", false),
+                add("bot", 1),
+            ],
+        ),
+        (
+            "points for a named workspace: neither",
+            with_template,
+            "billing_information = true",
+            vec![completed(named_points)],
+            vec![claim(42), topup(1000, "Stripe checkout cs_1")],
+        ),
+    ];
+    for (case, business, workspace, signals, expected) in cases {
+        let mut order = Order::new("");
+        let prices = PRICES.replacen("plan = \"business\"", business, 1);
+        order.catalog = Catalog::parse(&format!("[workspace]\n{workspace}\n{prices}")).unwrap();
+        assert_eq!(order.step(signals), expected, "{case}");
+    }
+}
+
+#[test]
+fn a_template_is_installed_once_whatever_comes_after() {
+    let mut order = Order::new("");
+    order.catalog = Catalog::parse(&PRICES.replacen(
+        "plan = \"business\"",
+        "plan = \"business\"\n    template = \"tpl_shop\"",
+        1,
+    ))
+    .unwrap();
+    let installs = |calls: &[Call]| {
+        calls
+            .iter()
+            .filter(|call| matches!(call, Call::InstallTemplate { .. }))
+            .count()
+    };
+    assert_eq!(installs(&order.step(sale(BUSINESS))), 1);
+    let upgrade = order.step([active(&[("price_plus", 1)])]);
+    assert_eq!(installs(&upgrade), 0);
+    assert_eq!(installs(&order.step([active(BUSINESS)])), 0);
+}

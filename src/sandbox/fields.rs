@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::state::{find_item, CatalogItem};
+use super::state::{find_item, find_template, CatalogItem, Template};
 use super::{invalid, ApiError};
 
 const DEFAULT_TRIAL_DAYS: u64 = 14;
@@ -108,9 +108,17 @@ impl Fields {
         }
     }
 
-    /// `trial_days` (default 14) and `template_ns`, shared by both creates.
+    /// `trial_days` (default 14), shared by both creates.
     pub(super) fn trial_days(&self) -> Result<u64, ApiError> {
-        self.opt_text("template_ns")?;
         Ok(self.opt_int("trial_days", 0)?.unwrap_or(DEFAULT_TRIAL_DAYS))
+    }
+
+    /// `template_ns`: a template of `/partner/templates`, when given.
+    pub(super) fn opt_template(&self) -> Result<Option<&'static Template>, ApiError> {
+        self.opt_text("template_ns")?
+            .map(|id| {
+                find_template(&id).ok_or_else(|| invalid("The selected template_ns is invalid."))
+            })
+            .transpose()
     }
 }

@@ -37,7 +37,7 @@ mod tests;
 
 pub use config::{help, VARIABLES};
 pub use faults::Faults;
-pub use state::{CatalogItem, Invite, Workspace, ADDONS, PLANS};
+pub use state::{CatalogItem, Client, Flow, Invite, Template, Workspace, ADDONS, PLANS, TEMPLATES};
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -48,7 +48,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, on, post, MethodFilter, MethodRouter};
+use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -208,9 +208,12 @@ pub fn router(config: SandboxConfig) -> (Router, SandboxHandle) {
     let partner = calls
         .route(workspace, get(get_workspace))
         .route("/partner/workspaces", get(list_workspaces))
-        .route(&format!("{workspace}/invite-member"), post(invite_member))
+        .route("/partner/clients", get(list_clients))
+        .route(&format!("{workspace}/list-flows"), get(list_flows))
+        .route(&format!("{workspace}/members"), get(members))
         .route("/partner/plans", get(plans))
         .route("/partner/addons", get(addons))
+        .route("/partner/templates", get(templates))
         .route("/partner/credit-balance", get(credit_balance))
         .fallback(route_not_found)
         // The last layer added runs first: record, then faults, then the token.
@@ -275,6 +278,10 @@ fn call_handler(kind: CallKind) -> MethodRouter<SandboxHandle> {
         CallKind::EnableAutoRenew => on(method, enable_auto_renew),
         CallKind::DisableAutoRenew => on(method, disable_auto_renew),
         CallKind::Delete => on(method, delete_workspace),
+        CallKind::InstallTemplate => on(method, install_template),
+        CallKind::UpdateExtraBillingInformation => on(method, update_extra_billing_information),
+        CallKind::InviteMember => on(method, invite_member),
+        CallKind::RemoveMember => on(method, remove_member),
         CallKind::ClaimWorkspace | CallKind::ReuseWorkspace => {
             unreachable!("not a write of the contract")
         }
@@ -420,13 +427,14 @@ async fn create_workspace(State(h): Sandbox, body: Bytes) -> ApiResult {
     let verification = fields.opt_choice("require_email_verification", &["yes", "no"])?;
     Fields::required("require_email_verification", verification)?;
     let trial_days = fields.trial_days()?;
+    let template = fields.opt_template()?;
 
     let mut store = h.store();
     if store.owned_by(&email).is_some() {
         return Err(invalid("The email has already been taken."));
     }
     Ok(ok(store
-        .create(name, email, Some(team_name), trial_days)
+        .create(name, email, Some(team_name), trial_days, template)
         .view()))
 }
 
@@ -435,13 +443,16 @@ async fn create_for_existing_user(State(h): Sandbox, body: Bytes) -> ApiResult {
     let email = fields.email("email")?;
     let team_name = fields.opt_text("team_name")?;
     let trial_days = fields.trial_days()?;
+    let template = fields.opt_template()?;
 
     let mut store = h.store();
     let owner = store
         .owned_by(&email)
         .ok_or_else(|| invalid("The selected email is invalid."))?;
     let (name, email) = (owner.name.clone(), owner.owner_email.clone());
-    Ok(ok(store.create(name, email, team_name, trial_days).view()))
+    Ok(ok(store
+        .create(name, email, team_name, trial_days, template)
+        .view()))
 }
 
 async fn get_workspace(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
@@ -461,13 +472,39 @@ struct ListQuery {
     search: Option<String>,
 }
 
+impl ListQuery {
+    /// The page asked for, from 1 (1 when absent or not a page number).
+    fn page(&self) -> usize {
+        self.page
+            .as_deref()
+            .and_then(|page| page.trim().parse::<usize>().ok())
+            .filter(|page| *page >= 1)
+            .unwrap_or(1)
+    }
+
+    fn search(&self) -> &str {
+        self.search.as_deref().unwrap_or("")
+    }
+}
+
 async fn list_workspaces(State(h): Sandbox, Query(query): Query<ListQuery>) -> Json<Value> {
-    let page = query
-        .page
-        .and_then(|page| page.trim().parse::<usize>().ok())
-        .filter(|page| *page >= 1)
-        .unwrap_or(1);
-    Json(h.store().list(page, query.search.as_deref().unwrap_or("")))
+    Json(h.store().list(query.page(), query.search()))
+}
+
+async fn list_clients(State(h): Sandbox, Query(query): Query<ListQuery>) -> Json<Value> {
+    Json(h.store().list_clients(query.page(), query.search()))
+}
+
+async fn list_flows(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
+    let mut store = h.store();
+    let (workspace, _) = store.find(&id)?;
+    Ok(ok(json!(workspace.flows)))
+}
+
+async fn members(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
+    let mut store = h.store();
+    let (workspace, _) = store.find(&id)?;
+    Ok(ok(workspace.members()))
 }
 
 async fn change_plan(State(h): Sandbox, Path(id): WorkspaceId, body: Bytes) -> ApiResult {
@@ -571,12 +608,55 @@ async fn disable_auto_renew(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResu
     })
 }
 
+async fn install_template(State(h): Sandbox, Path(id): WorkspaceId, body: Bytes) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        let fields = Fields::parse(&body)?;
+        let template = Fields::required("template_ns", fields.opt_template()?)?;
+        workspace.install(template);
+        Ok(())
+    })
+}
+
+async fn update_extra_billing_information(
+    State(h): Sandbox,
+    Path(id): WorkspaceId,
+    body: Bytes,
+) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        let fields = Fields::parse(&body)?;
+        // Empty clears it, as a form would.
+        workspace.extra_billing_information = fields.opt_text("extra_billing_information")?;
+        Ok(())
+    })
+}
+
 async fn invite_member(State(h): Sandbox, Path(id): WorkspaceId, body: Bytes) -> ApiResult {
     h.with_workspace(&id, |workspace, _| {
         let fields = Fields::parse(&body)?;
         let email = fields.email("email")?;
         let role = fields.text("role")?;
+        if workspace.is_member(&email) {
+            return Err(invalid("The email is already a member of this workspace."));
+        }
         workspace.invites.push(Invite { email, role });
+        Ok(())
+    })
+}
+
+async fn remove_member(State(h): Sandbox, Path(id): WorkspaceId, body: Bytes) -> ApiResult {
+    h.with_workspace(&id, |workspace, _| {
+        let fields = Fields::parse(&body)?;
+        let email = fields.email("email")?;
+        if workspace.owner_email.eq_ignore_ascii_case(&email) {
+            return Err(invalid("The workspace owner cannot be removed."));
+        }
+        let before = workspace.invites.len();
+        workspace
+            .invites
+            .retain(|invite| !invite.email.eq_ignore_ascii_case(&email));
+        if workspace.invites.len() == before {
+            return Err(invalid("The selected email is invalid."));
+        }
         Ok(())
     })
 }
@@ -587,6 +667,10 @@ async fn plans() -> Json<Value> {
 
 async fn addons() -> Json<Value> {
     ok(json!(ADDONS))
+}
+
+async fn templates() -> Json<Value> {
+    ok(json!(TEMPLATES))
 }
 
 async fn credit_balance(State(h): Sandbox) -> Json<Value> {

@@ -42,6 +42,37 @@ pub const ADDONS: &[CatalogItem] = &[
     item("custom_domain", "Custom domain", 5.0),
 ];
 
+/// A template as `/partner/templates` lists it: installing it copies its flows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Template {
+    pub id: &'static str,
+    pub name: &'static str,
+    #[serde(skip)]
+    pub flows: &'static [&'static str],
+}
+
+pub const TEMPLATES: &[Template] = &[
+    Template {
+        id: "tpl_lead_capture",
+        name: "Lead capture",
+        flows: &["Welcome", "Qualify lead"],
+    },
+    Template {
+        id: "tpl_restaurant",
+        name: "Restaurant",
+        flows: &["Welcome", "Menu", "Book a table"],
+    },
+    Template {
+        id: "tpl_support",
+        name: "Customer support",
+        flows: &["Welcome", "FAQ", "Human handover"],
+    },
+];
+
+pub(super) fn find_template(id: &str) -> Option<&'static Template> {
+    TEMPLATES.iter().find(|template| template.id == id)
+}
+
 pub(super) fn find_item(items: &'static [CatalogItem], id: &str) -> Option<&'static CatalogItem> {
     items.iter().find(|item| item.id == id)
 }
@@ -68,6 +99,10 @@ pub struct Workspace {
     pub billing_start_at: Option<String>,
     pub billing_end_at: Option<String>,
     pub invites: Vec<Invite>,
+    /// Installed from templates, at create or with `install-template`.
+    pub flows: Vec<Flow>,
+    /// Set with `update-extra-billing-information`.
+    pub extra_billing_information: Option<String>,
 }
 
 /// A member invited with `invite-member`.
@@ -75,6 +110,21 @@ pub struct Workspace {
 pub struct Invite {
     pub email: String,
     pub role: String,
+}
+
+/// A flow of a workspace, as `list-flows` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flow {
+    pub ns: String,
+    pub name: String,
+}
+
+/// A UChat user who owns (or owned) a workspace, as `/partner/clients` lists them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Client {
+    pub id: u64,
+    pub name: String,
+    pub email: String,
 }
 
 impl Workspace {
@@ -92,11 +142,41 @@ impl Workspace {
             "billing_start_at": self.billing_start_at,
             "billing_end_at": self.billing_end_at,
             "points": self.points,
+            "extra_billing_information": self.extra_billing_information,
         });
         for addon in ADDONS {
             view[format!("addon_{}", addon.id)] = json!(self.addon(addon.id));
         }
         view
+    }
+
+    /// Copies the template's flows in, each with a namespace of its own.
+    pub(super) fn install(&mut self, template: &Template) {
+        for name in template.flows {
+            let ns = format!("f{}_{}", self.id, self.flows.len() + 1);
+            self.flows.push(Flow {
+                ns,
+                name: (*name).to_owned(),
+            });
+        }
+    }
+
+    /// The owner first, then the invited members.
+    pub(super) fn members(&self) -> Value {
+        let owner = json!({ "email": self.owner_email, "name": self.name, "role": "owner" });
+        let invited = self
+            .invites
+            .iter()
+            .map(|invite| json!({ "email": invite.email, "name": "", "role": invite.role }));
+        Value::Array(std::iter::once(owner).chain(invited).collect())
+    }
+
+    pub(super) fn is_member(&self, email: &str) -> bool {
+        self.owner_email.eq_ignore_ascii_case(email)
+            || self
+                .invites
+                .iter()
+                .any(|invite| invite.email.eq_ignore_ascii_case(email))
     }
 
     pub(super) fn addon(&self, id: &str) -> u64 {
@@ -145,6 +225,8 @@ impl Credit {
 pub(super) struct Store {
     pub credit: Credit,
     pub workspaces: BTreeMap<u64, Workspace>,
+    /// By lowercased email.
+    pub clients: BTreeMap<String, Client>,
     pub requests: Vec<RecordedRequest>,
     next_id: u64,
 }
@@ -154,6 +236,7 @@ impl Store {
         Store {
             credit: Credit(credit),
             workspaces: BTreeMap::new(),
+            clients: BTreeMap::new(),
             requests: Vec::new(),
             next_id: first_id,
         }
@@ -176,16 +259,26 @@ impl Store {
             .find(|w| w.owner_email.eq_ignore_ascii_case(email))
     }
 
-    /// A new workspace on a `trial_days` trial, auto-renew on, not paused.
+    /// A new workspace on a `trial_days` trial, auto-renew on, not paused, with the
+    /// template's flows; its owner becomes a client if they were none.
     pub(super) fn create(
         &mut self,
         name: String,
         owner_email: String,
         team_name: Option<String>,
         trial_days: u64,
+        template: Option<&Template>,
     ) -> &Workspace {
         let id = self.next_id;
         self.next_id += 1;
+        let client_id = self.clients.len() as u64 + 1;
+        self.clients
+            .entry(owner_email.to_lowercase())
+            .or_insert_with(|| Client {
+                id: client_id,
+                name: name.clone(),
+                email: owner_email.clone(),
+            });
         let mut workspace = Workspace {
             id,
             name,
@@ -199,8 +292,13 @@ impl Store {
             billing_start_at: None,
             billing_end_at: None,
             invites: Vec::new(),
+            flows: Vec::new(),
+            extra_billing_information: None,
         };
         workspace.start_period("trial", Some(trial_days));
+        if let Some(template) = template {
+            workspace.install(template);
+        }
         self.workspaces.entry(id).or_insert(workspace)
     }
 
@@ -208,34 +306,17 @@ impl Store {
     /// `search` (case-insensitive), with Laravel-style `meta`.
     pub(super) fn list(&self, page: usize, search: &str) -> Value {
         let needle = search.trim().to_lowercase();
-        let hits: Vec<&Workspace> = self
-            .workspaces
-            .values()
-            .filter(|w| w.matches(&needle))
-            .collect();
-        let skip = (page - 1).saturating_mul(PER_PAGE);
-        let data: Vec<Value> = hits
-            .iter()
-            .skip(skip)
-            .take(PER_PAGE)
-            .map(|w| w.view())
-            .collect();
-        let (from, to) = match data.len() {
-            0 => (Value::Null, Value::Null),
-            n => (json!(skip + 1), json!(skip + n)),
-        };
-        json!({
-            "status": "ok",
-            "data": data,
-            "meta": {
-                "current_page": page,
-                "last_page": hits.len().div_ceil(PER_PAGE).max(1),
-                "per_page": PER_PAGE,
-                "total": hits.len(),
-                "from": from,
-                "to": to,
-            },
-        })
+        let hits = self.workspaces.values().filter(|w| w.matches(&needle));
+        paginate(hits.collect(), page, |w| w.view())
+    }
+
+    /// One page (from 1) of the clients whose email or name contains `search`.
+    pub(super) fn list_clients(&self, page: usize, search: &str) -> Value {
+        let needle = search.trim().to_lowercase();
+        let hits = self.clients.values().filter(|c| {
+            c.email.to_lowercase().contains(&needle) || c.name.to_lowercase().contains(&needle)
+        });
+        paginate(hits.collect(), page, |c| json!(c))
     }
 
     /// The body of `GET /sandbox/state`.
@@ -245,6 +326,33 @@ impl Store {
             "workspaces": self.workspaces.values().collect::<Vec<_>>(),
         })
     }
+}
+
+/// One page (from 1) of `hits`, each shown by `view`, with Laravel-style `meta`.
+fn paginate<T>(hits: Vec<&T>, page: usize, view: impl Fn(&T) -> Value) -> Value {
+    let skip = (page - 1).saturating_mul(PER_PAGE);
+    let data: Vec<Value> = hits
+        .iter()
+        .skip(skip)
+        .take(PER_PAGE)
+        .map(|hit| view(hit))
+        .collect();
+    let (from, to) = match data.len() {
+        0 => (Value::Null, Value::Null),
+        n => (json!(skip + 1), json!(skip + n)),
+    };
+    json!({
+        "status": "ok",
+        "data": data,
+        "meta": {
+            "current_page": page,
+            "last_page": hits.len().div_ceil(PER_PAGE).max(1),
+            "per_page": PER_PAGE,
+            "total": hits.len(),
+            "from": from,
+            "to": to,
+        },
+    })
 }
 
 fn now() -> u64 {

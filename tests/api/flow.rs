@@ -50,14 +50,7 @@ async fn a_subscription_story_provisions_the_sandbox_end_to_end() {
     assert!(!workspace.auto_renew);
 
     // The tries are counted in /metrics, by kind and outcome.
-    let metrics = app
-        .admin_request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for line in [
         r#"uchat_billing_partner_calls_total{kind="create",outcome="succeeded"} 1"#,
         r#"uchat_billing_partner_calls_total{kind="pause",outcome="succeeded"} 1"#,

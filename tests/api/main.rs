@@ -4,14 +4,17 @@
 mod admin;
 mod browser;
 mod burst;
+mod check_catalog_online;
 mod cli;
 mod common;
 mod console;
+mod credit_gauge;
 mod delivery;
 mod demo;
 mod flow;
 mod fuzz;
 mod limits;
+mod partner_contract;
 mod processing;
 mod resilience;
 mod start_errors;

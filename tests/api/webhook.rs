@@ -294,14 +294,7 @@ async fn a_type_that_is_no_stripe_event_type_is_refused_and_never_becomes_a_labe
     // An authentic event of a type we do not act on is stored, and counted as `other`.
     let body = envelope("evt_other", "customer.created", now(), json!({}));
     assert_eq!(app.post_stripe_event(&body).await.status(), 200);
-    let metrics = app
-        .admin_request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let mut series: Vec<&str> = metrics
         .lines()
         .filter(|line| line.starts_with("uchat_billing_webhooks_total{"))

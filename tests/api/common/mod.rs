@@ -98,6 +98,7 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         stripe_api: None,
         settle: Duration::ZERO,
         delivery: None,
+        credit_poll: Duration::ZERO,
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         metrics_public: false,
         console_secure_cookie: false,
@@ -273,6 +274,12 @@ impl TestApp {
         body: &serde_json::Value,
     ) -> (reqwest::StatusCode, serde_json::Value) {
         json_answer(self.admin_request(reqwest::Method::POST, path).json(body)).await
+    }
+
+    /// `GET /metrics` with the admin token: the text.
+    pub async fn metrics(&self) -> String {
+        let response = self.admin_request(reqwest::Method::GET, "/metrics");
+        response.send().await.unwrap().text().await.unwrap()
     }
 
     pub async fn event_count(&self) -> i64 {
