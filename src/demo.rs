@@ -182,6 +182,7 @@ async fn demonstrate(
         metrics_public: false,
         background_work: true,
         limits: Limits::default(),
+        store: None,
     };
     let db = database.pool.clone();
     let app = Application::with_listener(&config, service_listener)?;

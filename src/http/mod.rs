@@ -7,6 +7,7 @@ mod extract;
 mod health;
 mod limits;
 mod server;
+mod store;
 mod webhook;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tracing::Level;
 pub use admin::openapi;
 pub use error::ApiError;
 pub use server::{serve, ServerLimits};
+pub use store::Storefront;
 
 use crate::metrics::Metrics;
 use crate::processor::Processor;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// For dry runs: the processor's own reads and planning.
     pub processor: Processor,
+    /// `None`: no `/store` routes (`STORE_ENABLED` is off).
+    pub store: Option<Storefront>,
 }
 
 pub fn router(state: AppState, limits: &ServerLimits) -> Router {
@@ -76,6 +80,7 @@ pub fn router(state: AppState, limits: &ServerLimits) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(admin::router(&state))
+        .merge(store::router(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -102,6 +102,7 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         metrics_public: false,
         background_work: false,
         limits: Limits::default(),
+        store: None,
     }
 }
 
