@@ -83,6 +83,7 @@ pub fn router(state: AppState, limits: &ServerLimits) -> Router {
         .merge(store::router(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower::util::option_layer(store::cors(&state)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(
             limits.body_timeout,

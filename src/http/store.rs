@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -79,27 +79,37 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/store/checkout", post(create_checkout))
         .route("/store/portal", post(create_portal))
         .route_layer(from_fn_with_state(store.clone(), rate_limited));
+    Router::new()
+        .route("/store/catalog", get(catalog))
+        .route("/store/status/{session}", get(order_status))
+        .merge(limited)
+        .route("/store/", get(|| async { Html(include_str!("../../examples/storefront/index.html")) }))
+        .route(
+            "/store/thanks.html",
+            get(|| async { Html(include_str!("../../examples/storefront/thanks.html")) }),
+        )
+}
+
+/// CORS for the partner's origins on `/store` routes only. A layer around the whole
+/// router: preflights are answered before routing, whose 405 would refuse them.
+pub fn cors(state: &AppState) -> Option<CorsLayer> {
+    let store = state.store.as_ref()?;
     let origins: Vec<HeaderValue> = store
         .settings
         .allowed_origins
         .iter()
         .filter_map(|origin| HeaderValue::from_str(origin).ok())
         .collect();
-    let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE, "idempotency-key".parse().unwrap()])
-        .max_age(Duration::from_secs(3600));
-    Router::new()
-        .route("/store/catalog", get(catalog))
-        .route("/store/status/{session}", get(order_status))
-        .merge(limited)
-        .layer(cors)
-        .route("/store/", get(|| async { Html(include_str!("../../examples/storefront/index.html")) }))
-        .route(
-            "/store/thanks.html",
-            get(|| async { Html(include_str!("../../examples/storefront/thanks.html")) }),
-        )
+    let allowed = AllowOrigin::predicate(move |origin, request| {
+        request.uri.path().starts_with("/store/") && origins.contains(origin)
+    });
+    Some(
+        CorsLayer::new()
+            .allow_origin(allowed)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 /// Refuses with 429 a client address that created too many sessions lately.

@@ -14,6 +14,7 @@ mod limits;
 mod processing;
 mod resilience;
 mod start_errors;
+mod store;
 mod stripe_reads;
 mod test_app;
 mod webhook;
