@@ -85,19 +85,20 @@ impl Application {
             )
         });
         let limits = config.limits.server.clone();
-        let store = config
-            .store
-            .clone()
-            .zip(config.stripe_api.clone())
-            .map(|(settings, stripe)| {
-                Storefront::new(
-                    settings,
-                    config.catalog.clone(),
-                    stripe,
-                    config.delivery.as_ref().map(|d| d.partner.clone()),
-                    pools.admin.clone(),
-                )
-            });
+        let store =
+            config
+                .store
+                .clone()
+                .zip(config.stripe_api.clone())
+                .map(|(settings, stripe)| {
+                    Storefront::new(
+                        settings,
+                        config.catalog.clone(),
+                        stripe,
+                        config.delivery.as_ref().map(|d| d.partner.clone()),
+                        pools.admin.clone(),
+                    )
+                });
         let state = AppState {
             intake_db: pools.intake,
             webhook_slots: Arc::new(Semaphore::new(limits.webhook_concurrency)),

@@ -21,7 +21,8 @@ pub use crate::retry::RetryPolicy;
 use crate::db::calls::{self, AttemptRecord, ClaimedCall, Verdict};
 use crate::metrics::Metrics;
 use crate::partner::{
-    Call, CallKind, ExistingUserWorkspace, NewWorkspace, Ownership, PartnerClient, PartnerError, Reply,
+    Call, CallKind, ExistingUserWorkspace, NewWorkspace, Ownership, PartnerClient, PartnerError,
+    Reply,
 };
 use crate::secret::Secret;
 

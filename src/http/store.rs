@@ -83,7 +83,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/store/catalog", get(catalog))
         .route("/store/status/{session}", get(order_status))
         .merge(limited)
-        .route("/store/", get(|| async { Html(include_str!("../../examples/storefront/index.html")) }))
+        .route(
+            "/store/",
+            get(|| async { Html(include_str!("../../examples/storefront/index.html")) }),
+        )
         .route(
             "/store/thanks.html",
             get(|| async { Html(include_str!("../../examples/storefront/thanks.html")) }),
@@ -107,7 +110,10 @@ pub fn cors(state: &AppState) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(allowed)
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+            ])
             .max_age(Duration::from_secs(3600)),
     )
 }
@@ -135,7 +141,10 @@ async fn rate_limited(
 }
 
 fn storefront(state: &AppState) -> &Storefront {
-    state.store.as_ref().expect("store routes exist only with a storefront")
+    state
+        .store
+        .as_ref()
+        .expect("store routes exist only with a storefront")
 }
 
 #[derive(Deserialize)]
@@ -204,7 +213,11 @@ async fn create_checkout(
     let checkout = checkout::check(&request, &store.catalog, &prices.prices, &store.settings)
         .map_err(ApiError::BadRequest)?;
     if let (Some(id), true) = (checkout.workspace_id, store.catalog.workspace.check_owner) {
-        let email = checkout.session.customer_email.as_deref().unwrap_or_default();
+        let email = checkout
+            .session
+            .customer_email
+            .as_deref()
+            .unwrap_or_default();
         check_owner(store, id, email).await?;
     }
     let key = idempotency_key("checkout", &headers, &body);
@@ -219,9 +232,8 @@ async fn create_checkout(
 
 /// Refuses a workspace UChat does not show as the buyer's, before Stripe is asked.
 async fn check_owner(store: &Storefront, id: i64, email: &str) -> Result<(), ApiError> {
-    let unavailable = || {
-        ApiError::Upstream("workspaces cannot be checked right now; try again shortly".into())
-    };
+    let unavailable =
+        || ApiError::Upstream("workspaces cannot be checked right now; try again shortly".into());
     let partner = store.partner.as_ref().ok_or_else(unavailable)?;
     match partner.ownership(id, email).await {
         Ok(Ownership::Owner) => Ok(()),
@@ -338,4 +350,3 @@ fn stripe_failed(error: StripeApiError) -> ApiError {
         _ => ApiError::Upstream("the payment provider is unavailable; try again shortly".into()),
     }
 }
-

@@ -228,7 +228,12 @@ impl Catalog {
         let mut warnings = Vec::new();
         for price in &raw.price {
             if let Some((id, product)) = check_price(price, &source, &prices, &mut problems) {
-                if price.get_ref().public.as_ref().is_some_and(|p| *p.get_ref()) {
+                if price
+                    .get_ref()
+                    .public
+                    .as_ref()
+                    .is_some_and(|p| *p.get_ref())
+                {
                     public.push(id.clone());
                 }
                 prices.insert(id, product);

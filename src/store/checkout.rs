@@ -49,8 +49,7 @@ pub struct CheckoutForm {
 
 impl From<CheckoutForm> for CheckoutRequest {
     fn from(form: CheckoutForm) -> Self {
-        let blank_is_none =
-            |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        let blank_is_none = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         CheckoutRequest {
             items: vec![Item {
                 price: form.price,
@@ -116,17 +115,28 @@ pub fn check(
     };
     let workspace_id = match request.workspace_id.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(id) => Some(id.parse::<i64>().ok().filter(|&id| id > 0).ok_or(
-            "workspace_id must be the number of your workspace, as UChat shows it",
-        )?),
+        Some(id) => Some(
+            id.parse::<i64>()
+                .ok()
+                .filter(|&id| id > 0)
+                .ok_or("workspace_id must be the number of your workspace, as UChat shows it")?,
+        ),
     };
     if workspace_id.is_some() && email.is_none() && catalog.workspace.check_owner {
         return Err(
             "give the email you log in to UChat with, so the workspace can be checked".into(),
         );
     }
-    let success = under(request.success_url.as_deref(), &settings.success_url, "success_url")?;
-    let cancel = under(request.cancel_url.as_deref(), &settings.cancel_url, "cancel_url")?;
+    let success = under(
+        request.success_url.as_deref(),
+        &settings.success_url,
+        "success_url",
+    )?;
+    let cancel = under(
+        request.cancel_url.as_deref(),
+        &settings.cancel_url,
+        "cancel_url",
+    )?;
     let separator = if success.query().is_some() { '&' } else { '?' };
     let metadata = workspace_id
         .map(|id| vec![(WORKSPACE_METADATA_KEY.to_owned(), id.to_string())])
@@ -281,7 +291,10 @@ mod tests {
         };
         let checkout = checked(&request).unwrap();
         assert_eq!(checkout.workspace_id, Some(4242));
-        assert_eq!(checkout.session.client_reference_id.as_deref(), Some("4242"));
+        assert_eq!(
+            checkout.session.client_reference_id.as_deref(),
+            Some("4242")
+        );
         assert_eq!(
             checkout.session.metadata,
             [("uchat_workspace_id".into(), "4242".into())]
@@ -297,9 +310,14 @@ mod tests {
         let catalog = catalog(
             "[store]\nallow_promotion_codes = true\nautomatic_tax = true\ntrial_days = 7\n",
         );
-        let checkout = check(&buying(&[("price_monthly", 1)]), &catalog, &prices(), &settings())
-            .unwrap()
-            .session;
+        let checkout = check(
+            &buying(&[("price_monthly", 1)]),
+            &catalog,
+            &prices(),
+            &settings(),
+        )
+        .unwrap()
+        .session;
         assert!(checkout.allow_promotion_codes && checkout.automatic_tax);
         assert_eq!(checkout.trial_days, 7);
     }
@@ -308,21 +326,39 @@ mod tests {
     fn bad_requests_get_a_reason_the_buyer_can_act_on() {
         let cases: Vec<(CheckoutRequest, &str)> = vec![
             (buying(&[]), "choose at least one price"),
-            (buying(&[("price_other", 1)]), "price \"price_other\" is not for sale here"),
-            (buying(&[("price_private", 1)]), "price \"price_private\" is not for sale here"),
-            (buying(&[("price_points", 0)]), "quantity of price_points must be from 1 to 100"),
-            (buying(&[("price_points", 101)]), "quantity of price_points must be from 1 to 100"),
+            (
+                buying(&[("price_other", 1)]),
+                "price \"price_other\" is not for sale here",
+            ),
+            (
+                buying(&[("price_private", 1)]),
+                "price \"price_private\" is not for sale here",
+            ),
+            (
+                buying(&[("price_points", 0)]),
+                "quantity of price_points must be from 1 to 100",
+            ),
+            (
+                buying(&[("price_points", 101)]),
+                "quantity of price_points must be from 1 to 100",
+            ),
             (
                 buying(&[("price_points", u64::MAX)]),
                 "quantity of price_points must be from 1 to 100",
             ),
-            (buying(&[("price_points", 1), ("price_points", 1)]), "price price_points is listed twice"),
+            (
+                buying(&[("price_points", 1), ("price_points", 1)]),
+                "price price_points is listed twice",
+            ),
             (
                 buying(&[("price_monthly", 1), ("price_yearly", 1)]),
                 "prices billed at different intervals cannot be bought together",
             ),
             (
-                CheckoutRequest { email: Some("ada".into()), ..buying(&[("price_points", 1)]) },
+                CheckoutRequest {
+                    email: Some("ada".into()),
+                    ..buying(&[("price_points", 1)])
+                },
                 "email is not an email address",
             ),
             (
@@ -334,7 +370,10 @@ mod tests {
                 "workspace_id must be the number of your workspace, as UChat shows it",
             ),
             (
-                CheckoutRequest { workspace_id: Some("12".into()), ..buying(&[("price_points", 1)]) },
+                CheckoutRequest {
+                    workspace_id: Some("12".into()),
+                    ..buying(&[("price_points", 1)])
+                },
                 "give the email you log in to UChat with, so the workspace can be checked",
             ),
             (
@@ -360,7 +399,10 @@ mod tests {
     #[test]
     fn pages_under_the_configured_folder_may_be_named() {
         let base = Url::parse("https://shop.example/store/thanks.html").unwrap();
-        for good in ["https://shop.example/store/thanks.html?plan=pro", "https://shop.example/store/other.html"] {
+        for good in [
+            "https://shop.example/store/thanks.html?plan=pro",
+            "https://shop.example/store/other.html",
+        ] {
             assert_eq!(under(Some(good), &base, "u").unwrap().as_str(), good);
         }
         for bad in [

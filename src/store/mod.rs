@@ -4,8 +4,8 @@
 //! view of their order.
 
 pub mod checkout;
-pub mod status;
 pub mod settings;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Instant;

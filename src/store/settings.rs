@@ -101,9 +101,8 @@ impl StoreSettings {
             .filter(|origin| !origin.is_empty())
             .collect::<Vec<_>>();
         for origin in &allowed_origins {
-            let valid = Url::parse(origin).is_ok_and(|url| {
-                matches!(url.scheme(), "http" | "https") && url.path() == "/"
-            });
+            let valid = Url::parse(origin)
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.path() == "/");
             if !valid {
                 env.report(format!(
                     "{}: `{origin}` is no origin (expected https://host[:port])",

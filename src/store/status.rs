@@ -83,7 +83,13 @@ pub fn buyer_status(progress: &SessionProgress, login_url: &str) -> BuyerStatus 
 mod tests {
     use super::*;
 
-    fn order(status: &str, workspace: Option<i64>, attention: bool, blocked: bool, unfinished: bool) -> SessionProgress {
+    fn order(
+        status: &str,
+        workspace: Option<i64>,
+        attention: bool,
+        blocked: bool,
+        unfinished: bool,
+    ) -> SessionProgress {
         SessionProgress::Ordered(SessionOrder {
             status: status.into(),
             needs_attention: attention,
@@ -98,10 +104,19 @@ mod tests {
         let cases = [
             (SessionProgress::Unknown, State::Pending),
             (SessionProgress::Received, State::Paid),
-            (order("pending", None, false, false, true), State::Provisioning),
-            (order("active", Some(7), false, false, true), State::Provisioning),
+            (
+                order("pending", None, false, false, true),
+                State::Provisioning,
+            ),
+            (
+                order("active", Some(7), false, false, true),
+                State::Provisioning,
+            ),
             (order("active", Some(7), false, false, false), State::Ready),
-            (order("needs_attention", None, true, false, false), State::Delayed),
+            (
+                order("needs_attention", None, true, false, false),
+                State::Delayed,
+            ),
             (order("active", Some(7), false, true, false), State::Delayed),
         ];
         for (progress, expected) in cases {
@@ -111,9 +126,18 @@ mod tests {
 
     #[test]
     fn only_a_ready_order_shows_its_workspace_and_the_login() {
-        let ready = buyer_status(&order("active", Some(7), false, false, false), "https://app/login");
-        assert_eq!((ready.workspace_id, ready.login_url.as_deref()), (Some(7), Some("https://app/login")));
-        let delayed = buyer_status(&order("active", Some(7), false, true, false), "https://app/login");
+        let ready = buyer_status(
+            &order("active", Some(7), false, false, false),
+            "https://app/login",
+        );
+        assert_eq!(
+            (ready.workspace_id, ready.login_url.as_deref()),
+            (Some(7), Some("https://app/login"))
+        );
+        let delayed = buyer_status(
+            &order("active", Some(7), false, true, false),
+            "https://app/login",
+        );
         assert_eq!((delayed.workspace_id, delayed.login_url), (None, None));
     }
 }

@@ -15,6 +15,7 @@ mod processing;
 mod resilience;
 mod start_errors;
 mod store;
+mod store_browser;
 mod stripe_reads;
 mod test_app;
 mod webhook;

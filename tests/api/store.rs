@@ -85,7 +85,10 @@ pub async fn spawn_store(adjust: impl FnOnce(&mut StoreSettings)) -> Store {
     let mut store = settings("https://shop.partner.test");
     adjust(&mut store);
     let objects = stripe_objects();
-    let objects: Vec<(&str, Value)> = objects.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let objects: Vec<(&str, Value)> = objects
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     let (app, stripe) = spawn_with_stripe_and(&objects, move |config| {
         config.delivery = Some(delivery);
         config.store = Some(store);
@@ -187,9 +190,16 @@ async fn the_catalog_joins_the_public_prices_with_stripes_and_is_read_once() {
             .map(|p| p["id"].as_str().unwrap())
             .collect();
         // The catalog's order; price_bot is not public.
-        assert_eq!(ids, ["price_business", "price_business_plus", "price_points_1000"]);
+        assert_eq!(
+            ids,
+            ["price_business", "price_business_plus", "price_points_1000"]
+        );
     }
-    assert_eq!(store.stripe_requests().len(), 3, "one read per price, then the cache");
+    assert_eq!(
+        store.stripe_requests().len(),
+        3,
+        "one read per price, then the cache"
+    );
 
     // An operator refreshes at once; a buyer cannot.
     let refused = store.app.get("/store/catalog?refresh=true").await;
@@ -203,8 +213,10 @@ async fn the_catalog_joins_the_public_prices_with_stripes_and_is_read_once() {
 async fn a_subscription_checkout_sends_stripe_exactly_these_parameters() {
     let store = spawn_store(|_| {}).await;
     let (status, body) = store
-        .checkout(&json!({"items": [{"price": "price_business", "quantity": 1}],
-                          "email": "ada@example.com"}))
+        .checkout(
+            &json!({"items": [{"price": "price_business", "quantity": 1}],
+                          "email": "ada@example.com"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"url": CHECKOUT_URL, "id": "cs_test_new"}));
@@ -229,8 +241,10 @@ async fn a_one_off_checkout_for_the_buyers_own_workspace_names_it() {
     let store = spawn_store(|_| {}).await;
     let workspace = store.workspace_of("Ada@Example.com").await.to_string();
     let (status, body) = store
-        .checkout(&json!({"items": [{"price": "price_points_1000", "quantity": 3}],
-                          "email": "ada@example.com", "workspace_id": workspace}))
+        .checkout(
+            &json!({"items": [{"price": "price_points_1000", "quantity": 3}],
+                          "email": "ada@example.com", "workspace_id": workspace}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -282,7 +296,12 @@ async fn a_form_post_is_sent_on_to_stripe_with_a_303() {
         .unwrap();
     let response = client
         .post(format!("{}/store/checkout", store.app.address))
-        .form(&[("price", "price_points_1000"), ("quantity", "2"), ("email", ""), ("workspace_id", "")])
+        .form(&[
+            ("price", "price_points_1000"),
+            ("quantity", "2"),
+            ("email", ""),
+            ("workspace_id", ""),
+        ])
         .send()
         .await
         .unwrap();
@@ -334,7 +353,10 @@ async fn bad_checkouts_get_a_clear_400_and_nothing_is_created_at_stripe() {
         let (status, answer) = store.checkout(&body).await;
         assert_eq!(status, 400, "{body}: {answer}");
         let error = answer["error"].as_str().unwrap();
-        assert!(error.contains(reason) && !error.is_empty(), "{body}: {error}");
+        assert!(
+            error.contains(reason) && !error.is_empty(),
+            "{body}: {error}"
+        );
     }
     let created: Vec<String> = store
         .stripe_requests()
@@ -432,7 +454,10 @@ async fn only_the_partners_origins_may_call_from_a_browser() {
         store
             .app
             .client
-            .request(reqwest::Method::OPTIONS, format!("{}/store/checkout", store.app.address))
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/store/checkout", store.app.address),
+            )
             .header("origin", origin)
             .header("access-control-request-method", "POST")
             .header("access-control-request-headers", "content-type")
@@ -463,7 +488,11 @@ async fn checkouts_beyond_the_rate_get_429_with_retry_after() {
         .await
         .unwrap();
     assert_eq!(response.status(), 429);
-    let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(store.posted("/v1/checkout/sessions").len(), 2);
     // The status stays open to the same client.
