@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use uchat_billing::plan::Catalog;
 use uchat_billing::sandbox::{Faults, SandboxHandle};
 use uchat_billing::store::StoreSettings;
 
@@ -89,7 +90,9 @@ pub async fn spawn_store(adjust: impl FnOnce(&mut StoreSettings)) -> Store {
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
+    let catalog = Catalog::load(&fixture_path("store-catalog.toml")).unwrap();
     let (app, stripe) = spawn_with_stripe_and(&objects, move |config| {
+        config.catalog = Arc::new(catalog);
         config.delivery = Some(delivery);
         config.store = Some(store);
     })
