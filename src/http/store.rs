@@ -33,6 +33,8 @@ use crate::stripe::api::{StripeApi, StripeApiError, StripeId};
 
 /// The longest `?wait=` a status request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(20);
+/// Client addresses the rate limiter tracks before it drops those at full allowance.
+const FORGET_ABOVE: usize = 10_000;
 /// How often a waiting status request looks again.
 const WAIT_STEP: Duration = Duration::from_millis(250);
 
@@ -129,6 +131,10 @@ async fn rate_limited(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip());
     if let Some(address) = address {
+        // Addresses whose allowance is whole again are forgotten, so the map stays small.
+        if store.limiter.len() > FORGET_ABOVE {
+            store.limiter.retain_recent();
+        }
         if let Err(not_until) = store.limiter.check_key(&address) {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
