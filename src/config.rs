@@ -16,6 +16,7 @@ use crate::partner::PartnerClient;
 use crate::plan::Catalog;
 use crate::secret::Secret;
 use crate::start_error::masked;
+use crate::store::{settings, StoreSettings};
 use crate::stripe::api::{self, StripeApi};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/uchat_billing";
@@ -257,6 +258,13 @@ pub const VARIABLES: &[Var] = &[
     ADMIN_STATEMENT_TIMEOUT_MS,
     LOG_FORMAT,
     RUST_LOG,
+    settings::STORE_ENABLED,
+    settings::STORE_SUCCESS_URL,
+    settings::STORE_CANCEL_URL,
+    settings::STORE_LOGIN_URL,
+    settings::STORE_ALLOWED_ORIGINS,
+    settings::STORE_RATE_PER_MINUTE,
+    settings::STORE_CATALOG_REFRESH_SECS,
 ];
 
 /// What `--help` says of the environment.
@@ -307,6 +315,8 @@ pub struct Config {
     /// (`PROCESS_EVENTS`). Tests turn it off to drive them themselves.
     pub background_work: bool,
     pub limits: Limits,
+    /// The storefront's settings; `None` keeps `/store` off.
+    pub store: Option<StoreSettings>,
 }
 
 /// Every limit `serve` keeps (README, "Limits").
@@ -436,6 +446,7 @@ impl Config {
         let metrics_public = flag(env, &METRICS_PUBLIC);
         let console_secure_cookie = flag(env, &CONSOLE_SECURE_COOKIE);
         let limits = Limits::read(env);
+        let store = StoreSettings::read(env, stripe_api.is_some());
 
         Some(Config {
             database_url: database_url(env),
@@ -451,6 +462,7 @@ impl Config {
             console_secure_cookie,
             background_work,
             limits,
+            store,
         })
     }
 }

@@ -184,6 +184,7 @@ async fn demonstrate(
         console_secure_cookie: false,
         background_work: true,
         limits: Limits::default(),
+        store: None,
     };
     let db = database.pool.clone();
     let app = Application::with_listener(&config, service_listener)?;

@@ -31,6 +31,7 @@ pub mod sandbox;
 pub mod secret;
 pub mod start_error;
 pub mod startup;
+pub mod store;
 pub mod stripe;
 pub mod telemetry;
 

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use crate::config::{Config, BIND_ADDR, DATABASE_URL};
 use crate::db::Pools;
 use crate::delivery::Worker;
-use crate::http::{self, AppState, Console, ServerLimits};
+use crate::http::{self, AppState, Console, ServerLimits, Storefront};
 use crate::metrics::Metrics;
 use crate::partner::PartnerClient;
 use crate::processor::Processor;
@@ -89,6 +89,20 @@ impl Application {
             )
         });
         let limits = config.limits.server.clone();
+        let store =
+            config
+                .store
+                .clone()
+                .zip(config.stripe_api.clone())
+                .map(|(settings, stripe)| {
+                    Storefront::new(
+                        settings,
+                        config.catalog.clone(),
+                        stripe,
+                        config.delivery.as_ref().map(|d| d.partner.clone()),
+                        pools.admin.clone(),
+                    )
+                });
         let state = AppState {
             intake_db: pools.intake,
             webhook_slots: Arc::new(Semaphore::new(limits.webhook_concurrency)),
@@ -103,6 +117,7 @@ impl Application {
             // Dry runs read through the admin pool, not the processor's.
             processor: processor.reading_from(pools.admin.clone()),
             admin_db: pools.admin,
+            store,
         };
         Ok(Application {
             listener,

@@ -5,6 +5,7 @@ pub mod calls;
 pub mod events;
 pub mod orders;
 pub mod stats;
+pub mod store;
 
 use std::time::Duration;
 

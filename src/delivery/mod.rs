@@ -21,7 +21,8 @@ pub use crate::retry::RetryPolicy;
 use crate::db::calls::{self, AttemptRecord, ClaimedCall, Verdict};
 use crate::metrics::Metrics;
 use crate::partner::{
-    Call, CallKind, ExistingUserWorkspace, NewWorkspace, PartnerClient, PartnerError, Reply,
+    Call, CallKind, ExistingUserWorkspace, NewWorkspace, Ownership, PartnerClient, PartnerError,
+    Reply,
 };
 use crate::secret::Secret;
 
@@ -447,17 +448,14 @@ impl Worker {
             message,
             excerpt: None,
         };
-        match self.partner.get_workspace(workspace_id).await {
-            Ok(info) if info.owner_email.trim().eq_ignore_ascii_case(email.trim()) => {
-                Ok(Done::bound(workspace_id))
-            }
-            Ok(_) => Err(refused(format!(
+        match self.partner.ownership(workspace_id, email).await? {
+            Ownership::Owner => Ok(Done::bound(workspace_id)),
+            Ownership::OtherOwner => Err(refused(format!(
                 "workspace {workspace_id} belongs to another account"
             ))),
-            Err(error) if error.status() == Some(404) => Err(refused(format!(
+            Ownership::NoSuchWorkspace => Err(refused(format!(
                 "workspace {workspace_id} does not exist in UChat"
             ))),
-            Err(error) => Err(error),
         }
     }
 
@@ -472,19 +470,16 @@ impl Worker {
         // A try that already went on to create has its baseline: stay on that path, so a
         // repeat finds the workspace it may have made.
         if claimed.baseline.is_none() {
-            match self.partner.get_workspace(workspace_id).await {
-                Ok(info) if info.owner_email.trim().eq_ignore_ascii_case(&create.email) => {
-                    return Ok(Done::bound(workspace_id))
-                }
-                Ok(_) => tracing::info!(
+            match self.partner.ownership(workspace_id, &create.email).await? {
+                Ownership::Owner => return Ok(Done::bound(workspace_id)),
+                Ownership::OtherOwner => tracing::info!(
                     workspace_id,
                     "the customer's last workspace has another owner now; creating a new one"
                 ),
-                Err(error) if error.status() == Some(404) => tracing::info!(
+                Ownership::NoSuchWorkspace => tracing::info!(
                     workspace_id,
                     "UChat no longer has the customer's last workspace; creating a new one"
                 ),
-                Err(error) => return Err(error),
             }
         }
         let existing = create.for_existing_user();

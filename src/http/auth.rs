@@ -31,7 +31,7 @@ pub async fn require_metrics_access(
     Ok(next.run(request).await)
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let token = state.admin_token.as_ref().ok_or(ApiError::AdminDisabled)?;
     let presented = headers
         .get(AUTHORIZATION)

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// As many webhooks as intake takes at once are in hand: this one is shed.
     #[error("too busy; retry later")]
     Overloaded,
+    /// A client asked for more than its rate allows; it may try again after these seconds.
+    #[error("too many requests; try again shortly")]
+    TooManyRequests(u64),
     /// A read from Stripe's API failed in a way worth retrying.
     #[error("{0}")]
     Upstream(String),
@@ -66,6 +69,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -141,6 +145,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable | ApiError::TimedOut | ApiError::Overloaded => {
                 let retry = [(header::RETRY_AFTER, RETRY_AFTER_SECS)];
+                (self.status(), retry, body).into_response()
+            }
+            ApiError::TooManyRequests(seconds) => {
+                let retry = [(header::RETRY_AFTER, seconds.to_string())];
                 (self.status(), retry, body).into_response()
             }
             // The rest of the body is not read: the connection cannot carry another request.

@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod limits;
 mod server;
+mod store;
 mod webhook;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use admin::openapi;
 pub use console::Console;
 pub use error::ApiError;
 pub use server::{serve, ServerLimits};
+pub use store::Storefront;
 
 use crate::metrics::Metrics;
 use crate::processor::Processor;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub processor: Processor,
     /// The operator console; `None` (its routes answer 404) without an admin token.
     pub console: Option<Arc<Console>>,
+    /// `None`: no `/store` routes (`STORE_ENABLED` is off).
+    pub store: Option<Storefront>,
 }
 
 pub fn router(state: AppState, limits: &ServerLimits) -> Router {
@@ -81,8 +85,10 @@ pub fn router(state: AppState, limits: &ServerLimits) -> Router {
         .route("/readyz", get(health::readyz))
         .merge(admin::router(&state))
         .merge(console::router(&state))
+        .merge(store::router(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower::util::option_layer(store::cors(&state)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(
             limits.body_timeout,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -124,6 +125,8 @@ async fn serve_connection(
 ) {
     // Answers are written whole: no reason to wait for more of them to fill a packet.
     let _ = stream.set_nodelay(true);
+    // For per-client limits (the storefront's).
+    let peer = stream.peer_addr().ok();
     let (activity, watched) = watch::channel(Activity::default());
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let activity = activity.clone();
@@ -134,7 +137,11 @@ async fn serve_connection(
             })
         };
         change(true);
-        let response = router.clone().oneshot(request.map(Body::new));
+        let mut request = request.map(Body::new);
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
+        let response = router.clone().oneshot(request);
         async move {
             let response = response.await;
             change(false);

@@ -222,6 +222,20 @@ impl PartnerClient {
         reply.decode(reply.data(), "workspace")
     }
 
+    /// Whether UChat shows `email` as the owner of workspace `id` (compared
+    /// case-insensitively): the check before a workspace the buyer named is used, made by
+    /// delivery when it claims one and by the storefront before a checkout names one.
+    pub async fn ownership(&self, id: i64, email: &str) -> Result<Ownership, PartnerError> {
+        match self.get_workspace(id).await {
+            Ok(info) if info.owner_email.trim().eq_ignore_ascii_case(email.trim()) => {
+                Ok(Ownership::Owner)
+            }
+            Ok(_) => Ok(Ownership::OtherOwner),
+            Err(error) if error.status() == Some(404) => Ok(Ownership::NoSuchWorkspace),
+            Err(error) => Err(error),
+        }
+    }
+
     /// One page (from 1) of the partner's workspaces, optionally filtered by `search`.
     pub async fn list_workspaces(
         &self,
@@ -272,6 +286,14 @@ impl PartnerClient {
             .and_then(lenient::as_float)
             .ok_or_else(|| reply.unexpected("no numeric credit".into()))
     }
+}
+
+/// What UChat says of a buyer and the workspace they named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    Owner,
+    OtherOwner,
+    NoSuchWorkspace,
 }
 
 /// A workspace as `GET /partner/workspace/{id}` and the list describe it. Lenient:

@@ -15,7 +15,34 @@ use super::facts::Overdue;
 pub struct Catalog {
     pub workspace: WorkspaceTemplate,
     pub policy: Policy,
+    pub store: StoreOptions,
     prices: BTreeMap<String, Product>,
+    /// The prices marked `public = true`, in the file's order: the storefront's.
+    public: Vec<String>,
+}
+
+/// How the storefront sells: the `[store]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Checkout offers a field for promotion codes.
+    pub allow_promotion_codes: bool,
+    /// Stripe Tax computes the tax at checkout.
+    pub automatic_tax: bool,
+    /// Days of Stripe trial before a subscription's first payment; 0 for none.
+    pub trial_days: u32,
+    /// The most units of one price a checkout may buy.
+    pub max_quantity: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            allow_promotion_codes: false,
+            automatic_tax: false,
+            trial_days: 0,
+            max_quantity: 100,
+        }
+    }
 }
 
 /// What one unit of a Stripe price buys.
@@ -245,7 +272,9 @@ impl Catalog {
         let source = Source { file, text };
         let (raw, mut problems) = read_raw(&source);
         let policy = raw.policy.check(&source, &mut problems);
+        let store = raw.store.check(&source, &mut problems);
         let mut prices = BTreeMap::new();
+        let mut public = Vec::new();
         let mut warnings = Vec::new();
         let mut references = Vec::new();
         if !raw.workspace.template_ns.is_empty() {
@@ -265,6 +294,14 @@ impl Catalog {
                 }
             }
             if let Some((id, product)) = check_price(price, &source, &prices, &mut problems) {
+                if price
+                    .get_ref()
+                    .public
+                    .as_ref()
+                    .is_some_and(|p| *p.get_ref())
+                {
+                    public.push(id.clone());
+                }
                 prices.insert(id, product);
             }
             warnings.extend(price_id_warning(price.get_ref(), &source));
@@ -282,7 +319,9 @@ impl Catalog {
                 catalog: Catalog {
                     workspace: raw.workspace,
                     policy,
+                    store,
                     prices,
+                    public,
                 },
                 warnings,
                 references,
@@ -298,6 +337,15 @@ impl Catalog {
 
     pub fn product(&self, price: &str) -> Option<&Product> {
         self.prices.get(price)
+    }
+
+    /// The prices the storefront sells (`public = true`), in the catalog's order.
+    pub fn public_prices(&self) -> &[String] {
+        &self.public
+    }
+
+    pub fn is_public(&self, price: &str) -> bool {
+        self.public.iter().any(|p| p == price)
     }
 
     /// The team name for a new workspace: the template with `{name}` and `{email}` filled in.
@@ -457,7 +505,45 @@ struct RawCatalog {
     #[serde(default)]
     policy: RawPolicy,
     #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
     price: Vec<Spanned<RawPrice>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawStore {
+    allow_promotion_codes: Option<bool>,
+    automatic_tax: Option<bool>,
+    trial_days: Option<Spanned<i64>>,
+    max_quantity: Option<Spanned<i64>>,
+}
+
+impl RawStore {
+    fn check(&self, source: &Source, problems: &mut Vec<Problem>) -> StoreOptions {
+        let default = StoreOptions::default();
+        let mut number = |value: &Option<Spanned<i64>>, key: &str, least: u32, fallback: u32| {
+            let Some(value) = value else { return fallback };
+            u32::try_from(*value.get_ref())
+                .ok()
+                .filter(|&n| n >= least)
+                .unwrap_or_else(|| {
+                    problems.push(source.problem(
+                        value.span(),
+                        format!("store.{key} must be a whole number, {least} or more"),
+                    ));
+                    fallback
+                })
+        };
+        StoreOptions {
+            allow_promotion_codes: self
+                .allow_promotion_codes
+                .unwrap_or(default.allow_promotion_codes),
+            automatic_tax: self.automatic_tax.unwrap_or(default.automatic_tax),
+            trial_days: number(&self.trial_days, "trial_days", 0, default.trial_days),
+            max_quantity: number(&self.max_quantity, "max_quantity", 1, default.max_quantity),
+        }
+    }
 }
 
 type Word = Spanned<String>;
@@ -612,6 +698,8 @@ struct RawPrice {
     auto_renew: Option<Spanned<bool>>,
     quantity_addon: Option<Spanned<String>>,
     template: Option<Spanned<String>>,
+    /// Sold on the storefront (`GET /store/catalog`, `POST /store/checkout`).
+    public: Option<Spanned<bool>>,
 }
 
 /// A `[[price]]`'s id and product when it is sound; its problems otherwise.
@@ -732,6 +820,11 @@ mod tests {
         let example = Catalog::parse(include_str!("../../catalog.example.toml")).unwrap();
         assert_eq!(example.workspace, WorkspaceTemplate::default());
         assert_eq!(example.policy, Policy::default());
+        assert_eq!(example.store, StoreOptions::default());
+        assert_eq!(
+            example.public_prices(),
+            ["price_1PBusiness", "price_1PExtraBot", "price_1PPoints1000"]
+        );
         assert_eq!(
             example.product("price_1PBusiness"),
             Some(&Product::Plan(PlanPrice {
@@ -753,6 +846,53 @@ mod tests {
             Some(&Product::Points(1000))
         );
         assert_eq!(example.product("price_other"), None);
+    }
+
+    #[test]
+    fn the_store_table_sets_checkout_options_and_public_prices_keep_their_order() {
+        let catalog = Catalog::parse(
+            r#"
+            [store]
+            allow_promotion_codes = true
+            automatic_tax = true
+            trial_days = 14
+            max_quantity = 5
+
+            [[price]]
+            stripe_price = "price_b"
+            plan = "business"
+            public = true
+
+            [[price]]
+            stripe_price = "price_hidden"
+            plan = "business"
+
+            [[price]]
+            stripe_price = "price_a"
+            points = 10
+            public = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            catalog.store,
+            StoreOptions {
+                allow_promotion_codes: true,
+                automatic_tax: true,
+                trial_days: 14,
+                max_quantity: 5,
+            }
+        );
+        assert_eq!(catalog.public_prices(), ["price_b", "price_a"]);
+        assert!(catalog.is_public("price_a") && !catalog.is_public("price_hidden"));
+        let text = "[store]\ntrial_days = -1\nmax_quantity = 0\n\n[[price]]\nstripe_price = \"p\"\nplan = \"b\"\n";
+        assert_eq!(
+            problems(text),
+            [
+                "catalog.toml line 2: store.trial_days must be a whole number, 0 or more",
+                "catalog.toml line 3: store.max_quantity must be a whole number, 1 or more",
+            ]
+        );
     }
 
     /// The least a catalog can be: one price.
@@ -797,6 +937,8 @@ mod tests {
         let catalog = Catalog::parse(ONE_PRICE).unwrap();
         assert_eq!(catalog.workspace, WorkspaceTemplate::default());
         assert_eq!(catalog.policy, Policy::default());
+        assert_eq!(catalog.store, StoreOptions::default());
+        assert!(catalog.public_prices().is_empty());
         assert_eq!(catalog.price_count(), 1);
     }
 

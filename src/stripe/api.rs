@@ -1,6 +1,8 @@
-//! The Stripe API reads the service makes: a Checkout session's line items, a customer's
-//! contact, a subscription as Stripe has it now, the invoice a payment paid, a charge,
-//! and the event list.
+//! The Stripe API calls the service makes. Reads: a Checkout session's line items and
+//! customer, a customer's contact, a subscription as Stripe has it now, the invoice a
+//! payment paid, a charge, the event list, and the storefront's prices. Writes, for the
+//! storefront only and each with an idempotency key: Checkout sessions and Billing Portal
+//! sessions.
 //!
 //! Requests are async-stripe's typed requests (path and query as the SDK builds them),
 //! sent by our own HTTP client, so one TLS stack and one timeout serve every outbound
@@ -100,6 +102,48 @@ pub struct ChargeLinks {
     pub payment_intent: Option<String>,
     /// Only before 2025-03-31; since then, see [`StripeApi::invoice_paid_by`].
     pub invoice: Option<String>,
+}
+
+/// A price as a pricing page shows it, with its product.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PriceInfo {
+    pub id: String,
+    /// In the currency's smallest unit; `None` for a price that is not a fixed amount.
+    pub unit_amount: Option<i64>,
+    pub currency: String,
+    /// `month`, `year`, ... for a recurring price; `None` for a one-off.
+    pub interval: Option<String>,
+    pub interval_count: Option<i64>,
+    /// Stripe still sells it: the price and its product are active.
+    #[serde(skip)]
+    pub active: bool,
+    pub product_name: String,
+    pub product_description: Option<String>,
+}
+
+/// A Checkout session to create: what the storefront decided, in Stripe's terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewCheckout {
+    pub subscription: bool,
+    /// Price id and quantity, in order.
+    pub line_items: Vec<(String, u32)>,
+    pub customer_email: Option<String>,
+    pub client_reference_id: Option<String>,
+    /// Set on the session, and on its subscription in subscription mode.
+    pub metadata: Vec<(String, String)>,
+    pub allow_promotion_codes: bool,
+    pub automatic_tax: bool,
+    /// Subscription mode only; 0 for none.
+    pub trial_days: u32,
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+/// A hosted page Stripe made for a buyer: its id and where to send them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedSession {
+    pub id: String,
+    pub url: String,
 }
 
 /// One page of the event list, newest first.
@@ -218,6 +262,108 @@ impl StripeApi {
         })
     }
 
+    /// A price with its product, for the storefront.
+    pub async fn price(&self, id: &str) -> Result<PriceInfo, StripeApiError> {
+        let id = StripeId::parse(id)?;
+        let request =
+            stripe_product::price::RetrievePrice::new(id.as_str()).expand(vec!["product".into()]);
+        let price = self.send(&request, &[&id]).await?;
+        let product = &price["product"];
+        Ok(PriceInfo {
+            id: id.to_string(),
+            unit_amount: price["unit_amount"].as_i64(),
+            currency: decode::text(&price["currency"]).unwrap_or_default(),
+            interval: decode::text(&price["recurring"]["interval"]),
+            interval_count: price["recurring"]["interval_count"].as_i64(),
+            active: price["active"] != false && product["active"] != false,
+            product_name: decode::text(&product["name"]).unwrap_or_else(|| id.to_string()),
+            product_description: decode::text(&product["description"]),
+        })
+    }
+
+    /// The customer a Checkout session made or used; `None` before it has one.
+    pub async fn checkout_customer(&self, session: &str) -> Result<Option<String>, StripeApiError> {
+        let session = StripeId::parse(session)?;
+        let request =
+            stripe_checkout::checkout_session::RetrieveCheckoutSession::new(session.as_str());
+        let object = self.send(&request, &[&session]).await?;
+        Ok(decode::id_of(&object["customer"]))
+    }
+
+    /// Creates a Checkout session. The same `idempotency_key` within Stripe's 24 hours
+    /// gives back the same session instead of a second one.
+    pub async fn create_checkout(
+        &self,
+        checkout: &NewCheckout,
+        idempotency_key: &str,
+    ) -> Result<HostedSession, StripeApiError> {
+        use stripe_checkout::checkout_session::{
+            CreateCheckoutSession, CreateCheckoutSessionAutomaticTax,
+            CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+        };
+        use stripe_shared::CheckoutSessionMode;
+        let line_items: Vec<CreateCheckoutSessionLineItems> = checkout
+            .line_items
+            .iter()
+            .map(|(price, quantity)| {
+                let mut item = CreateCheckoutSessionLineItems::new();
+                item.price = Some(price.clone());
+                item.quantity = Some(u64::from(*quantity));
+                item
+            })
+            .collect();
+        let metadata: std::collections::HashMap<String, String> =
+            checkout.metadata.iter().cloned().collect();
+        let mode = if checkout.subscription {
+            CheckoutSessionMode::Subscription
+        } else {
+            CheckoutSessionMode::Payment
+        };
+        let mut request = CreateCheckoutSession::new()
+            .mode(mode)
+            .line_items(line_items)
+            .success_url(checkout.success_url.as_str())
+            .cancel_url(checkout.cancel_url.as_str());
+        if let Some(email) = &checkout.customer_email {
+            request = request.customer_email(email.as_str());
+        }
+        if let Some(reference) = &checkout.client_reference_id {
+            request = request.client_reference_id(reference.as_str());
+        }
+        if !metadata.is_empty() {
+            request = request.metadata(metadata.clone());
+        }
+        if checkout.allow_promotion_codes {
+            request = request.allow_promotion_codes(true);
+        }
+        if checkout.automatic_tax {
+            request = request.automatic_tax(CreateCheckoutSessionAutomaticTax::new(true));
+        }
+        if checkout.subscription && (checkout.trial_days > 0 || !metadata.is_empty()) {
+            let mut data = CreateCheckoutSessionSubscriptionData::new();
+            data.trial_period_days = (checkout.trial_days > 0).then_some(checkout.trial_days);
+            data.metadata = (!metadata.is_empty()).then_some(metadata);
+            request = request.subscription_data(data);
+        }
+        let session = self.create(&request, idempotency_key).await?;
+        hosted(&session)
+    }
+
+    /// Creates a Billing Portal session for `customer`, whose page returns to `return_url`.
+    pub async fn create_portal(
+        &self,
+        customer: &str,
+        return_url: &str,
+        idempotency_key: &str,
+    ) -> Result<HostedSession, StripeApiError> {
+        let customer = StripeId::parse(customer)?;
+        let request = stripe_billing::billing_portal_session::CreateBillingPortalSession::new()
+            .customer(customer.as_str())
+            .return_url(return_url);
+        let session = self.create(&request, idempotency_key).await?;
+        hosted(&session)
+    }
+
     /// Sends a GET that async-stripe built. `ids` are the ids its path carries, each
     /// checked already: the path is rebuilt segment by segment, percent-encoded, and must
     /// be exactly the SDK's, so an id can never stand for more than one segment.
@@ -226,24 +372,59 @@ impl StripeApi {
         request: &R,
         ids: &[&StripeId],
     ) -> Result<Value, StripeApiError> {
-        let RequestBuilder {
-            path,
-            query,
-            method,
-            ..
-        } = request.build();
-        if !matches!(method, StripeMethod::Get) {
+        let built = request.build();
+        if !matches!(built.method, StripeMethod::Get) {
             return Err(StripeApiError::Refused(format!(
-                "{path}: the service only reads from Stripe"
+                "{}: a read must be a GET",
+                built.path
             )));
         }
+        self.exchange(built, ids, None).await
+    }
+
+    /// Sends a POST that async-stripe built, with its form body and an idempotency key,
+    /// so a retry never creates a second object. Its path carries no id.
+    async fn create<R: StripeRequest>(
+        &self,
+        request: &R,
+        idempotency_key: &str,
+    ) -> Result<Value, StripeApiError> {
+        let built = request.build();
+        if !matches!(built.method, StripeMethod::Post) {
+            return Err(StripeApiError::Refused(format!(
+                "{}: a create must be a POST",
+                built.path
+            )));
+        }
+        self.exchange(built, &[], Some(idempotency_key)).await
+    }
+
+    async fn exchange(
+        &self,
+        built: RequestBuilder,
+        ids: &[&StripeId],
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, StripeApiError> {
+        let RequestBuilder {
+            path, query, body, ..
+        } = built;
         let url = self.url(&path, query.as_deref(), ids)?;
-        let shown = url.path().to_owned();
-        let response = self
-            .http
-            .get(url)
+        let (verb, mut request) = match idempotency_key {
+            None => ("GET", self.http.get(url.clone())),
+            Some(key) => (
+                "POST",
+                self.http
+                    .post(url.clone())
+                    .header("Idempotency-Key", key)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body.unwrap_or_default()),
+            ),
+        };
+        request = request
             .bearer_auth(self.key.expose())
-            .header("Stripe-Version", stripe_shared::version::VERSION.as_str())
+            .header("Stripe-Version", stripe_shared::version::VERSION.as_str());
+        let shown = format!("{verb} {}", url.path());
+        let response = request
             .send()
             .await
             .map_err(|e| StripeApiError::Unavailable(e.without_url().to_string()))?;
@@ -256,13 +437,13 @@ impl StripeApi {
         let body: Value = serde_json::from_slice(&bytes).unwrap_or_default();
         let message = || {
             let detail = body["error"]["message"].as_str().unwrap_or_default();
-            format!("GET {shown}: HTTP {} {detail}", status.as_u16())
+            format!("{shown}: HTTP {} {detail}", status.as_u16())
         };
         if status.is_success() && body.is_object() {
             Ok(body)
         } else if status.is_success() {
             Err(StripeApiError::Unavailable(format!(
-                "GET {shown}: HTTP {} with a body that is not a JSON object",
+                "{shown}: HTTP {} with a body that is not a JSON object",
                 status.as_u16()
             )))
         } else if status.as_u16() == 429 || status.is_server_error() {
@@ -299,6 +480,16 @@ impl StripeApi {
             .extend(segments);
         url.set_query(query.filter(|q| !q.is_empty()));
         Ok(url)
+    }
+}
+
+/// The id and URL of a session Stripe created.
+fn hosted(session: &Value) -> Result<HostedSession, StripeApiError> {
+    match (decode::text(&session["id"]), decode::text(&session["url"])) {
+        (Some(id), Some(url)) => Ok(HostedSession { id, url }),
+        _ => Err(StripeApiError::Refused(
+            "Stripe created a session without an id or URL".into(),
+        )),
     }
 }
 

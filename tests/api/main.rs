@@ -18,6 +18,8 @@ mod partner_contract;
 mod processing;
 mod resilience;
 mod start_errors;
+mod store;
+mod store_browser;
 mod stripe_reads;
 mod test_app;
 mod webhook;

@@ -104,6 +104,7 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         console_secure_cookie: false,
         background_work: false,
         limits: Limits::default(),
+        store: None,
     }
 }
 
