@@ -182,6 +182,8 @@ async fn demonstrate(
         metrics_public: false,
         background_work: true,
         limits: Limits::default(),
+        reconcile: Default::default(),
+        uchat_webhook_token: None,
     };
     let db = database.pool.clone();
     let app = Application::with_listener(&config, service_listener)?;

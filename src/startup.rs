@@ -14,6 +14,7 @@ use crate::delivery::Worker;
 use crate::http::{self, AppState, ServerLimits};
 use crate::metrics::Metrics;
 use crate::processor::Processor;
+use crate::reconcile::Reconciler;
 use crate::start_error::{listen, StartError};
 
 /// Events applied at once. An order's events still apply one at a time, in order.
@@ -28,6 +29,8 @@ pub struct Application {
     processor: Processor,
     worker: Option<Worker>,
     background_work: bool,
+    /// How often the whole reconciliation runs; `None`: never by itself.
+    reconcile_every: Option<std::time::Duration>,
 }
 
 impl Application {
@@ -84,6 +87,21 @@ impl Application {
                 metrics.clone(),
             )
         });
+        // Reconciliation reads through connections of its own (two: a run reads, and a
+        // repair queues), so it never waits on, nor slows, intake or delivery.
+        let reconciler = match &config.delivery {
+            Some(delivery) => Some(Reconciler::new(
+                crate::db::pool_with_statement_timeout(
+                    &config.database_url,
+                    2,
+                    config.limits.pools.statement_timeout,
+                )?,
+                delivery.partner.clone(),
+                config.stripe_api.clone(),
+                config.reconcile.reads_per_second,
+            )),
+            None => None,
+        };
         let limits = config.limits.server.clone();
         let state = AppState {
             intake_db: pools.intake,
@@ -95,6 +113,8 @@ impl Application {
             // Dry runs read through the admin pool, not the processor's.
             processor: processor.reading_from(pools.admin.clone()),
             admin_db: pools.admin,
+            reconciler,
+            uchat_webhook_token: config.uchat_webhook_token.clone(),
         };
         Ok(Application {
             listener,
@@ -104,6 +124,7 @@ impl Application {
             processor,
             worker,
             background_work: config.background_work,
+            reconcile_every: config.reconcile.every,
         })
     }
 
@@ -148,6 +169,10 @@ impl Application {
             );
             for _ in 0..PROCESSOR_LOOPS {
                 tasks.spawn(self.processor.clone().run(stopped.clone()));
+            }
+            if let (Some(reconciler), Some(every)) = (&self.state.reconciler, self.reconcile_every) {
+                tracing::info!(every_s = every.as_secs(), "periodic reconciliation started");
+                tasks.spawn(reconciler.clone().run_every(every, stopped.clone()));
             }
             match self.worker {
                 Some(worker) => {

@@ -3,7 +3,9 @@
 pub mod calls;
 pub mod events;
 pub mod orders;
+pub mod reconcile;
 pub mod stats;
+pub mod uchat_events;
 
 use std::time::Duration;
 

@@ -7,6 +7,7 @@ mod extract;
 mod health;
 mod limits;
 mod server;
+mod uchat_webhook;
 mod webhook;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use server::{serve, ServerLimits};
 
 use crate::metrics::Metrics;
 use crate::processor::Processor;
+use crate::reconcile::Reconciler;
 use crate::secret::Secret;
 
 /// Stripe events are a few KiB; anything near this is not one.
@@ -48,6 +50,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// For dry runs: the processor's own reads and planning.
     pub processor: Processor,
+    /// `None` without a partner to read (`UCHAT_API_TOKEN`).
+    pub reconciler: Option<Reconciler>,
+    /// `None` turns `POST /webhooks/uchat/{token}` off.
+    pub uchat_webhook_token: Option<Secret>,
 }
 
 pub fn router(state: AppState, limits: &ServerLimits) -> Router {
@@ -71,8 +77,13 @@ pub fn router(state: AppState, limits: &ServerLimits) -> Router {
                 .latency_unit(tower_http::LatencyUnit::Micros),
         );
 
+    let uchat = match state.uchat_webhook_token {
+        Some(_) => Router::new().route("/webhooks/uchat/{token}", post(uchat_webhook::receive)),
+        None => Router::new(),
+    };
     Router::new()
         .route("/webhooks/stripe", post(webhook::receive))
+        .merge(uchat)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(admin::router(&state))

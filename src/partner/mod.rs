@@ -7,6 +7,7 @@
 
 mod call;
 mod error;
+mod events;
 #[cfg(test)]
 mod tests;
 
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use call::{Body, Call, CallKind, ExistingUserWorkspace, NewWorkspace, Route};
+pub use events::{PartnerEvent, PartnerEventKind};
 pub use error::{looks_like_existing_account, parse_retry_after, PartnerError, EXCERPT_BYTES};
 pub use reqwest::Method;
 

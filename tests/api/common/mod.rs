@@ -102,6 +102,8 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         metrics_public: false,
         background_work: false,
         limits: Limits::default(),
+        reconcile: Default::default(),
+        uchat_webhook_token: None,
     }
 }
 
