@@ -9,6 +9,7 @@ use uchat_billing::delivery::Worker;
 use uchat_billing::demo::{self, DemoOptions};
 use uchat_billing::env::Env;
 use uchat_billing::plan::Catalog;
+use uchat_billing::reconcile::{Reconciler, Scope};
 use uchat_billing::sandbox::{self, SandboxConfig};
 use uchat_billing::start_error::{listen, StartError};
 use uchat_billing::startup::{self, Application};
@@ -77,6 +78,21 @@ enum Command {
         #[arg(required = true)]
         events: Vec<PathBuf>,
     },
+    /// Compare every live order with Stripe's subscription and UChat's workspace, print
+    /// each drift, and store the report (GET /admin/reconcile). Reads `serve`'s settings;
+    /// needs UCHAT_API_TOKEN. Exit 1 if an order is in drift.
+    Reconcile {
+        /// Only this order.
+        #[arg(long)]
+        order: Option<i64>,
+        /// Queue the calls that bring UChat back to what the orders provisioned (a
+        /// worker or `serve` delivers them).
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A command with everything it reads from the environment.
@@ -100,6 +116,12 @@ enum Job {
     Plan {
         catalog: PathBuf,
         events: Vec<PathBuf>,
+    },
+    Reconcile {
+        config: Box<Config>,
+        scope: Scope,
+        repair: bool,
+        json: bool,
     },
 }
 
@@ -138,6 +160,25 @@ impl Job {
                 Job::CheckCatalog(path.unwrap_or_else(|| env.text(&config::CATALOG_PATH).into()))
             }
             Command::Plan { catalog, events } => Job::Plan { catalog, events },
+            Command::Reconcile {
+                order,
+                repair,
+                json,
+            } => {
+                let config = Config::read(env)?;
+                if config.delivery.is_none() {
+                    env.report(format!(
+                        "{} is required to read UChat's workspaces",
+                        config::UCHAT_API_TOKEN.name
+                    ));
+                }
+                Job::Reconcile {
+                    config: Box::new(config),
+                    scope: order.map_or(Scope::All, Scope::Order),
+                    repair,
+                    json,
+                }
+            }
         })
     }
 }
@@ -184,6 +225,15 @@ async fn main() -> ExitCode {
         Job::Healthcheck(url) => return healthcheck(&url).await,
         Job::CheckCatalog(path) => return check_catalog(&path),
         Job::Plan { catalog, events } => return print_plan(&catalog, &events),
+        Job::Reconcile {
+            config,
+            scope,
+            repair,
+            json,
+        } => match reconcile(&config, scope, repair, json).await {
+            Ok(code) => return code,
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -205,6 +255,53 @@ async fn serve(config: Box<Config>) -> anyhow::Result<()> {
     let app = Application::build(&config).await?;
     app.run(startup::shutdown_signal()).await;
     Ok(())
+}
+
+async fn reconcile(
+    config: &Config,
+    scope: Scope,
+    repair: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    prepare(&config.database_url).await?;
+    let delivery = config.delivery.as_ref().expect("checked when read");
+    let reconciler = Reconciler::new(
+        db::pool_with_statement_timeout(
+            &config.database_url,
+            2,
+            config.limits.pools.statement_timeout,
+        )?,
+        delivery.partner.clone(),
+        config.stripe_api.clone(),
+        config.reconcile.reads_per_second,
+    );
+    let Some(report) = reconciler.run(scope, repair).await? else {
+        anyhow::bail!("no such order");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for drift in &report.drifts {
+            println!(
+                "order {} {:?} {}: expected {}, actual {}",
+                drift.order, drift.source, drift.field, drift.expected, drift.actual
+            );
+        }
+        for (order, calls) in &report.repaired {
+            println!("order {order}: repair queued: {calls:?}");
+        }
+        for error in &report.errors {
+            eprintln!("error: {error}");
+        }
+        println!(
+            "{} orders checked, {} in drift, {} in flight (skipped)",
+            report.orders_checked, report.orders_in_drift, report.orders_in_flight
+        );
+    }
+    Ok(match report.orders_in_drift {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
 }
 
 /// Creates the database if needed and applies the migrations, or says why it cannot.

@@ -170,7 +170,8 @@ impl Application {
             for _ in 0..PROCESSOR_LOOPS {
                 tasks.spawn(self.processor.clone().run(stopped.clone()));
             }
-            if let (Some(reconciler), Some(every)) = (&self.state.reconciler, self.reconcile_every) {
+            if let (Some(reconciler), Some(every)) = (&self.state.reconciler, self.reconcile_every)
+            {
                 tracing::info!(every_s = every.as_secs(), "periodic reconciliation started");
                 tasks.spawn(reconciler.clone().run_every(every, stopped.clone()));
             }

@@ -12,7 +12,10 @@ pub struct NewUchatEvent<'a> {
 }
 
 /// Stores the event; `false` if it was stored before.
-pub async fn insert(conn: &mut PgConnection, event: &NewUchatEvent<'_>) -> Result<bool, sqlx::Error> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    event: &NewUchatEvent<'_>,
+) -> Result<bool, sqlx::Error> {
     let stored = sqlx::query(
         "INSERT INTO uchat_events (dedup_key, event_type, workspace_id, raw_body)
          VALUES ($1, $2, $3, $4) ON CONFLICT (dedup_key) DO NOTHING",
@@ -36,12 +39,11 @@ pub async fn workspace_deleted(
     let reason = format!(
         "UChat deleted workspace {workspace_id}: no call goes to it; the customer needs a new one"
     );
-    let orders: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM orders WHERE workspace_id = $1 ORDER BY id FOR UPDATE",
-    )
-    .bind(workspace_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let orders: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM orders WHERE workspace_id = $1 ORDER BY id FOR UPDATE")
+            .bind(workspace_id)
+            .fetch_all(&mut *conn)
+            .await?;
     sqlx::query(
         "UPDATE partner_calls SET status = 'canceled', finished_at = now(),
              lease_id = NULL, lease_expires_at = NULL, last_error = $2

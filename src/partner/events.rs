@@ -32,7 +32,9 @@ impl PartnerEvent {
         let field = |names: &[&str]| {
             let scopes = [Some(&json), json.get("data")];
             scopes.into_iter().flatten().find_map(|scope| {
-                names.iter().find_map(|name| scope.get(*name).filter(|v| !v.is_null()))
+                names
+                    .iter()
+                    .find_map(|name| scope.get(*name).filter(|v| !v.is_null()))
             })
         };
         let event_type = field(&["event_type", "event", "type"])
@@ -40,7 +42,8 @@ impl PartnerEvent {
             .unwrap_or("unknown")
             .to_owned();
         let workspace_id = field(&["workspace_id", "ws_id", "workspace"]).and_then(|value| {
-            super::lenient::as_int(value).or_else(|| value.get("id").and_then(super::lenient::as_int))
+            super::lenient::as_int(value)
+                .or_else(|| value.get("id").and_then(super::lenient::as_int))
         });
         let dedup_key = match field(&["event_id", "uuid"]).and_then(super::lenient::as_string) {
             Some(id) => format!("id:{id}"),
@@ -91,9 +94,21 @@ mod tests {
                 PartnerEventKind::WorkspaceDeleted,
                 Some(7),
             ),
-            (r#"{"event_type":"no_enough_credit"}"#, PartnerEventKind::NoEnoughCredit, None),
-            (r#"{"type":"plan_renewed","ws_id":9}"#, PartnerEventKind::PlanChanged, Some(9)),
-            (r#"{"event_type":"user_registered"}"#, PartnerEventKind::Other, None),
+            (
+                r#"{"event_type":"no_enough_credit"}"#,
+                PartnerEventKind::NoEnoughCredit,
+                None,
+            ),
+            (
+                r#"{"type":"plan_renewed","ws_id":9}"#,
+                PartnerEventKind::PlanChanged,
+                Some(9),
+            ),
+            (
+                r#"{"event_type":"user_registered"}"#,
+                PartnerEventKind::Other,
+                None,
+            ),
             ("not json at all", PartnerEventKind::Other, None),
         ];
         for (raw, kind, workspace) in cases {
@@ -105,7 +120,13 @@ mod tests {
     #[test]
     fn a_redelivery_has_the_same_key_and_an_id_wins() {
         let body = r#"{"event_type":"overdue","auto_renew":0}"#;
-        assert_eq!(PartnerEvent::read(body).dedup_key, PartnerEvent::read(body).dedup_key);
-        assert_eq!(PartnerEvent::read(r#"{"event_id":"e1"}"#).dedup_key, "id:e1");
+        assert_eq!(
+            PartnerEvent::read(body).dedup_key,
+            PartnerEvent::read(body).dedup_key
+        );
+        assert_eq!(
+            PartnerEvent::read(r#"{"event_id":"e1"}"#).dedup_key,
+            "id:e1"
+        );
     }
 }

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use call::{Body, Call, CallKind, ExistingUserWorkspace, NewWorkspace, Route};
-pub use events::{PartnerEvent, PartnerEventKind};
 pub use error::{looks_like_existing_account, parse_retry_after, PartnerError, EXCERPT_BYTES};
+pub use events::{PartnerEvent, PartnerEventKind};
 pub use reqwest::Method;
 
 use crate::secret::Secret;

@@ -50,7 +50,13 @@ pub fn stripe_drift(order: i64, facts: &Facts, now: Option<&Subscription>) -> Ve
     };
     let id = facts.subscription_id().unwrap_or_default();
     let Some(now) = now else {
-        return vec![drift(order, "subscription", json!(id), Value::Null, Source::Stripe)];
+        return vec![drift(
+            order,
+            "subscription",
+            json!(id),
+            Value::Null,
+            Source::Stripe,
+        )];
     };
     let mut drifts = Vec::new();
     let mut compare = |field: &str, expected: Value, actual: Value| {

@@ -105,7 +105,9 @@ impl Reconciler {
                 serde_json::from_value(order.facts),
                 serde_json::from_value::<Provisioned>(order.provisioned),
             ) else {
-                report.errors.push(format!("order {}: unreadable state", order.id));
+                report
+                    .errors
+                    .push(format!("order {}: unreadable state", order.id));
                 continue;
             };
             if provisioned.deleted {
@@ -122,7 +124,10 @@ impl Reconciler {
         pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
         for (workspace_id, orders) in &by_workspace {
             for (id, facts, _) in orders {
-                report.drifts.extend(self.stripe_drift(&mut pace, *id, facts, &mut report.errors).await);
+                report.drifts.extend(
+                    self.stripe_drift(&mut pace, *id, facts, &mut report.errors)
+                        .await,
+                );
             }
             if *workspace_id > 0 {
                 pace.tick().await;
@@ -130,13 +135,17 @@ impl Reconciler {
                     Ok(seen) => Some(seen),
                     Err(error) if error.status() == Some(404) => None,
                     Err(error) => {
-                        report.errors.push(format!("workspace {workspace_id}: {error}"));
+                        report
+                            .errors
+                            .push(format!("workspace {workspace_id}: {error}"));
                         continue;
                     }
                 };
                 let states: Vec<(i64, &Provisioned)> =
                     orders.iter().map(|(id, _, state)| (*id, state)).collect();
-                report.drifts.extend(drift::uchat_drift(*workspace_id, &states, seen.as_ref()));
+                report
+                    .drifts
+                    .extend(drift::uchat_drift(*workspace_id, &states, seen.as_ref()));
             }
         }
         if let Some(order) = report.order {
@@ -147,8 +156,12 @@ impl Reconciler {
         report.orders_in_drift = drifting.len();
         if repair {
             for order in drifting {
-                let own: Vec<Drift> =
-                    report.drifts.iter().filter(|d| d.order == order).cloned().collect();
+                let own: Vec<Drift> = report
+                    .drifts
+                    .iter()
+                    .filter(|d| d.order == order)
+                    .cloned()
+                    .collect();
                 let queued = self.repair(order, &own).await?;
                 if !queued.is_empty() {
                     report.repaired.insert(order, queued);

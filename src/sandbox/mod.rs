@@ -150,6 +150,12 @@ impl SandboxHandle {
         self.store().credit.0
     }
 
+    /// Changes a workspace as someone would by hand in UChat: no request, no charge.
+    /// `false` if there is no such workspace.
+    pub fn edit_workspace(&self, id: u64, change: impl FnOnce(&mut Workspace)) -> bool {
+        self.store().workspaces.get_mut(&id).map(change).is_some()
+    }
+
     pub fn set_credit(&self, credit: f64) {
         self.store().credit = Credit(credit);
     }

@@ -3,11 +3,11 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::*;
+use crate::domain::Stamp;
 use crate::domain::SubscriptionStatus;
 use crate::partner::Call;
 use crate::plan::facts::Snapshot;
 use crate::plan::{restore, Workspace};
-use crate::domain::Stamp;
 
 fn sold(plan: &str, addons: &[(&str, u32)]) -> Provisioned {
     Provisioned {
@@ -34,7 +34,14 @@ fn workspace(plan: &str, paused: bool, auto_renew: bool, bots: i64) -> Workspace
 fn fields(drifts: &[Drift]) -> Vec<(i64, &str, Value, Value)> {
     drifts
         .iter()
-        .map(|d| (d.order, d.field.as_str(), d.expected.clone(), d.actual.clone()))
+        .map(|d| {
+            (
+                d.order,
+                d.field.as_str(),
+                d.expected.clone(),
+                d.actual.clone(),
+            )
+        })
         .collect()
 }
 
@@ -46,7 +53,11 @@ fn uchat_fields_are_compared_with_what_the_orders_provisioned() {
         ..Provisioned::default()
     };
     let orders = [(1, &plan), (2, &addon_only)];
-    type Case = (&'static str, WorkspaceInfo, Vec<(i64, &'static str, Value, Value)>);
+    type Case = (
+        &'static str,
+        WorkspaceInfo,
+        Vec<(i64, &'static str, Value, Value)>,
+    );
     let cases: Vec<Case> = vec![
         ("in step", workspace("business", false, true, 3), vec![]),
         (
@@ -69,7 +80,11 @@ fn uchat_fields_are_compared_with_what_the_orders_provisioned() {
         ),
     ];
     for (name, seen, expected) in cases {
-        assert_eq!(fields(&uchat_drift(7, &orders, Some(&seen))), expected, "{name}");
+        assert_eq!(
+            fields(&uchat_drift(7, &orders, Some(&seen))),
+            expected,
+            "{name}"
+        );
     }
 }
 
@@ -140,7 +155,11 @@ fn subscription(status: SubscriptionStatus, items: &[(&str, u32)], cancel: bool)
 
 #[test]
 fn stripe_fields_are_compared_with_the_orders_facts() {
-    let known = subscription(SubscriptionStatus::Active, &[("price_a", 1), ("price_b", 2)], false);
+    let known = subscription(
+        SubscriptionStatus::Active,
+        &[("price_a", 1), ("price_b", 2)],
+        false,
+    );
     let facts = Facts {
         subscription: Some(Snapshot {
             stamp: Stamp {
@@ -157,12 +176,20 @@ fn stripe_fields_are_compared_with_the_orders_facts() {
         ..Facts::default()
     };
     type Case = (&'static str, Option<Subscription>, Vec<&'static str>);
-    let reordered = subscription(SubscriptionStatus::Active, &[("price_b", 2), ("price_a", 1)], false);
+    let reordered = subscription(
+        SubscriptionStatus::Active,
+        &[("price_b", 2), ("price_a", 1)],
+        false,
+    );
     let cases: Vec<Case> = vec![
         ("in step, items in another order", Some(reordered), vec![]),
         (
             "canceled in Stripe, with another quantity",
-            Some(subscription(SubscriptionStatus::Canceled, &[("price_a", 3)], true)),
+            Some(subscription(
+                SubscriptionStatus::Canceled,
+                &[("price_a", 3)],
+                true,
+            )),
             vec!["status", "items", "cancel_at_period_end"],
         ),
         ("unknown to Stripe", None, vec!["subscription"]),
@@ -173,5 +200,8 @@ fn stripe_fields_are_compared_with_the_orders_facts() {
         assert_eq!(got, expected, "{name}");
         assert!(drifts.iter().all(|d| d.source == Source::Stripe));
     }
-    assert!(stripe_drift(1, &Facts::default(), None).is_empty(), "no subscription, nothing to compare");
+    assert!(
+        stripe_drift(1, &Facts::default(), None).is_empty(),
+        "no subscription, nothing to compare"
+    );
 }

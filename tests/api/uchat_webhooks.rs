@@ -1,0 +1,209 @@
+//! UChat's partner webhooks: a secret path token, every event stored once, and what
+//! they do: a deleted workspace gets no more calls, a lack of credit raises the alert.
+
+use serde_json::{json, Value};
+use uchat_billing::sandbox::{Faults, SandboxHandle};
+use uchat_billing::secret::Secret;
+
+use crate::common;
+use common::story::{self, Buyer, Sub};
+use common::*;
+
+const TOKEN: &str = "uchat-hook-token-0123456789abcdef";
+
+async fn spawn() -> (TestApp, SandboxHandle) {
+    let (base, sandbox) = spawn_sandbox(Faults::default()).await;
+    let delivery = delivery_to(&base);
+    let app = spawn_app_with(move |config| {
+        config.delivery = Some(delivery);
+        config.uchat_webhook_token = Some(Secret::new(TOKEN));
+    })
+    .await;
+    (app, sandbox)
+}
+
+async fn post(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(format!("{}/webhooks/uchat/{token}", app.address))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn stored(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM uchat_events")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_deleted_workspace_gets_no_more_calls_and_its_order_needs_attention() {
+    let (app, sandbox) = spawn().await;
+    let ada = Buyer::story();
+    app.post_stripe_events(&story::subscription_sale(
+        &ada,
+        "evt_a",
+        100,
+        &[("price_business", 1)],
+    ))
+    .await;
+    app.process_events().await;
+    app.deliver_all().await;
+    let workspace = sandbox.workspaces()[0].id;
+    // A bot bought, its call queued but not yet delivered.
+    let more = Sub::active(&[("price_business", 1), ("price_bot", 1)]);
+    app.post_stripe_events(&[story::subscription_of(
+        &ada,
+        "evt_b",
+        "customer.subscription.updated",
+        200,
+        &more,
+    )])
+    .await;
+    app.process_events().await;
+
+    let deleted = json!({ "event_type": "workspace_deleted", "workspace_id": workspace, "owner_email": story::EMAIL });
+    assert_eq!(
+        post(&app, TOKEN, &deleted).await,
+        (200, json!({ "received": true, "duplicate": false }))
+    );
+    assert_eq!(
+        post(&app, TOKEN, &deleted).await,
+        (200, json!({ "received": true, "duplicate": true }))
+    );
+    assert_eq!(stored(&app).await, 1, "a redelivery is stored once");
+
+    let requests_before = sandbox.requests().len();
+    app.deliver_all().await;
+    let more = Sub::active(&[("price_business", 1), ("price_bot", 3)]);
+    app.post_stripe_events(&[story::subscription_of(
+        &ada,
+        "evt_c",
+        "customer.subscription.updated",
+        300,
+        &more,
+    )])
+    .await;
+    app.process_events().await;
+    app.deliver_all().await;
+    assert_eq!(
+        sandbox.requests().len(),
+        requests_before,
+        "no call went to the deleted workspace"
+    );
+
+    let (status, attention) = app.order_status(None).await;
+    assert_eq!(status, "needs_attention");
+    assert!(attention
+        .unwrap()
+        .contains(&format!("deleted workspace {workspace}")));
+    let unfinished: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM partner_calls WHERE status NOT IN ('succeeded', 'canceled')",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(unfinished, 0);
+}
+
+#[tokio::test]
+async fn the_path_token_is_checked_and_the_route_is_off_without_one() {
+    let (app, _sandbox) = spawn().await;
+    let event = json!({ "event_type": "workspace_created", "workspace_id": 1 });
+    for wrong in ["nope", &TOKEN[..TOKEN.len() - 1], &format!("{TOKEN}x")] {
+        assert_eq!(post(&app, wrong, &event).await.0, 404, "{wrong}");
+    }
+    assert_eq!(stored(&app).await, 0);
+
+    let off = spawn_app().await;
+    assert_eq!(post(&off, TOKEN, &event).await.0, 404);
+}
+
+#[tokio::test]
+async fn unknown_events_and_odd_shapes_are_stored_and_acknowledged() {
+    let (app, _sandbox) = spawn().await;
+    for body in [
+        json!({ "event_type": "user_registered", "owner_email": "a@example.com" }),
+        json!({ "event": "something_new", "data": { "x": 1 } }),
+        json!(["not", "an", "object"]),
+    ] {
+        assert_eq!(post(&app, TOKEN, &body).await.0, 200, "{body}");
+    }
+    let plain = app
+        .client
+        .post(format!("{}/webhooks/uchat/{TOKEN}", app.address))
+        .body("event_type=overdue")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 200);
+    assert_eq!(stored(&app).await, 4);
+}
+
+#[tokio::test]
+async fn no_enough_credit_raises_the_alert_until_credit_is_back() {
+    let (app, sandbox) = spawn().await;
+    let alert = || async {
+        let text = app
+            .admin_request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|line| line.starts_with("uchat_billing_partner_credit_alert "))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        alert().await.as_deref(),
+        Some("uchat_billing_partner_credit_alert 0")
+    );
+    assert_eq!(
+        post(&app, TOKEN, &json!({ "event_type": "no_enough_credit" }))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        alert().await.as_deref(),
+        Some("uchat_billing_partner_credit_alert 1")
+    );
+
+    // The plan's change-plan is held for credit, then succeeds once credit is back.
+    sandbox.set_credit(0.0);
+    app.post_stripe_events(&story::subscription_sale(
+        &Buyer::story(),
+        "evt_a",
+        100,
+        &[("price_business", 1)],
+    ))
+    .await;
+    app.process_events().await;
+    app.deliver_all().await;
+    sandbox.set_credit(1000.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        app.deliver_all().await;
+        let held: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM partner_calls WHERE status <> 'succeeded'")
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        if held == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "calls still held");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        alert().await.as_deref(),
+        Some("uchat_billing_partner_credit_alert 0")
+    );
+}
