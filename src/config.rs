@@ -220,6 +220,13 @@ pub const UCHAT_WEBHOOK_TOKEN: Var = Var {
     meaning: "the secret path token of UChat's partner webhooks, `POST \
               /webhooks/uchat/<token>` (e.g. `openssl rand -hex 32`); unset, the route is off",
 };
+pub const PUBLIC_BASE_URL: Var = Var {
+    name: "PUBLIC_BASE_URL",
+    unset: Unset::Off,
+    meaning: "where UChat reaches this service, e.g. `https://billing.example.com`: \
+              `uchat-webhook register` sets UChat's webhook to \
+              `<PUBLIC_BASE_URL>/webhooks/uchat/<UCHAT_WEBHOOK_TOKEN>`",
+};
 /// Read by the log subscriber itself.
 pub const RUST_LOG: Var = Var {
     name: "RUST_LOG",
@@ -262,6 +269,7 @@ pub const VARIABLES: &[Var] = &[
     RECONCILE_SECS,
     RECONCILE_READS_PER_SEC,
     UCHAT_WEBHOOK_TOKEN,
+    PUBLIC_BASE_URL,
     LOG_FORMAT,
     RUST_LOG,
 ];

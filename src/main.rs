@@ -8,6 +8,7 @@ use uchat_billing::config::{self, Config, Delivery};
 use uchat_billing::delivery::Worker;
 use uchat_billing::demo::{self, DemoOptions};
 use uchat_billing::env::Env;
+use uchat_billing::partner::PartnerClient;
 use uchat_billing::plan::Catalog;
 use uchat_billing::reconcile::{Reconciler, Scope};
 use uchat_billing::sandbox::{self, SandboxConfig};
@@ -78,6 +79,12 @@ enum Command {
         #[arg(required = true)]
         events: Vec<PathBuf>,
     },
+    /// Set, show or remove the URL UChat posts its partner events to (needs
+    /// UCHAT_API_TOKEN; `register` also PUBLIC_BASE_URL and UCHAT_WEBHOOK_TOKEN).
+    UchatWebhook {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
     /// Compare every live order with Stripe's subscription and UChat's workspace, print
     /// each drift, and store the report (GET /admin/reconcile). Reads `serve`'s settings;
     /// needs UCHAT_API_TOKEN. Exit 1 if an order is in drift.
@@ -93,6 +100,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum WebhookAction {
+    /// Point UChat's webhook at this service's `/webhooks/uchat/<token>`.
+    Register,
+    /// Print the URL UChat posts to (its token hidden).
+    Show,
+    /// Stop UChat's webhook.
+    Remove,
 }
 
 /// A command with everything it reads from the environment.
@@ -116,6 +133,12 @@ enum Job {
     Plan {
         catalog: PathBuf,
         events: Vec<PathBuf>,
+    },
+    UchatWebhook {
+        partner: PartnerClient,
+        action: WebhookAction,
+        /// The URL to register.
+        url: Option<String>,
     },
     Reconcile {
         config: Box<Config>,
@@ -160,6 +183,30 @@ impl Job {
                 Job::CheckCatalog(path.unwrap_or_else(|| env.text(&config::CATALOG_PATH).into()))
             }
             Command::Plan { catalog, events } => Job::Plan { catalog, events },
+            Command::UchatWebhook { action } => {
+                let url = match action {
+                    WebhookAction::Register => {
+                        let base = env.get(&config::PUBLIC_BASE_URL);
+                        let token = env.get(&config::UCHAT_WEBHOOK_TOKEN);
+                        if base.is_none() || token.is_none() {
+                            env.report(format!(
+                                "{} and {} are required to register the webhook",
+                                config::PUBLIC_BASE_URL.name,
+                                config::UCHAT_WEBHOOK_TOKEN.name
+                            ));
+                        }
+                        base.zip(token).map(|(base, token)| {
+                            format!("{}/webhooks/uchat/{token}", base.trim_end_matches('/'))
+                        })
+                    }
+                    WebhookAction::Show | WebhookAction::Remove => None,
+                };
+                Job::UchatWebhook {
+                    partner: Delivery::read(env)?.partner,
+                    action,
+                    url,
+                }
+            }
             Command::Reconcile {
                 order,
                 repair,
@@ -225,6 +272,11 @@ async fn main() -> ExitCode {
         Job::Healthcheck(url) => return healthcheck(&url).await,
         Job::CheckCatalog(path) => return check_catalog(&path),
         Job::Plan { catalog, events } => return print_plan(&catalog, &events),
+        Job::UchatWebhook {
+            partner,
+            action,
+            url,
+        } => uchat_webhook(&partner, action, url.as_deref()).await,
         Job::Reconcile {
             config,
             scope,
@@ -255,6 +307,36 @@ async fn serve(config: Box<Config>) -> anyhow::Result<()> {
     let app = Application::build(&config).await?;
     app.run(startup::shutdown_signal()).await;
     Ok(())
+}
+
+async fn uchat_webhook(
+    partner: &PartnerClient,
+    action: WebhookAction,
+    url: Option<&str>,
+) -> anyhow::Result<()> {
+    match (action, url) {
+        (WebhookAction::Register, Some(url)) => {
+            partner.set_webhook(url).await?;
+            println!("UChat's webhook now posts to {}", hide_token(url));
+        }
+        (WebhookAction::Remove, _) => {
+            partner.remove_webhook().await?;
+            println!("UChat's webhook removed");
+        }
+        _ => match partner.webhook().await? {
+            Some(url) => println!("{}", hide_token(&url)),
+            None => println!("no webhook set"),
+        },
+    }
+    Ok(())
+}
+
+/// The URL without its secret path token.
+fn hide_token(url: &str) -> String {
+    match url.split_once("/webhooks/uchat/") {
+        Some((base, _)) => format!("{base}/webhooks/uchat/***"),
+        None => url.to_owned(),
+    }
 }
 
 async fn reconcile(

@@ -10,6 +10,7 @@ mod error;
 mod events;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};

@@ -2,6 +2,7 @@
 //! they do: a deleted workspace gets no more calls, a lack of credit raises the alert.
 
 use serde_json::{json, Value};
+use uchat_billing::partner::{Method, PartnerClient};
 use uchat_billing::sandbox::{Faults, SandboxHandle};
 use uchat_billing::secret::Secret;
 
@@ -12,6 +13,12 @@ use common::*;
 const TOKEN: &str = "uchat-hook-token-0123456789abcdef";
 
 async fn spawn() -> (TestApp, SandboxHandle) {
+    let (app, sandbox, _) = spawn_with_base().await;
+    (app, sandbox)
+}
+
+/// The app, the sandbox it delivers to, and the sandbox's base URL.
+async fn spawn_with_base() -> (TestApp, SandboxHandle, String) {
     let (base, sandbox) = spawn_sandbox(Faults::default()).await;
     let delivery = delivery_to(&base);
     let app = spawn_app_with(move |config| {
@@ -19,7 +26,7 @@ async fn spawn() -> (TestApp, SandboxHandle) {
         config.uchat_webhook_token = Some(Secret::new(TOKEN));
     })
     .await;
-    (app, sandbox)
+    (app, sandbox, base)
 }
 
 async fn post(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
@@ -205,5 +212,76 @@ async fn no_enough_credit_raises_the_alert_until_credit_is_back() {
     assert_eq!(
         alert().await.as_deref(),
         Some("uchat_billing_partner_credit_alert 0")
+    );
+}
+
+#[tokio::test]
+async fn the_webhook_endpoints_set_show_and_remove_it_and_uchat_posts_a_deletion_to_it() {
+    let (app, sandbox, base) = spawn_with_base().await;
+    let partner = PartnerClient::new(
+        &base,
+        Secret::new(PARTNER_TOKEN),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(partner.webhook().await.unwrap(), None);
+    let url = format!("{}/webhooks/uchat/{TOKEN}", app.address);
+    partner.set_webhook(&url).await.unwrap();
+    assert_eq!(partner.webhook().await.unwrap(), Some(url.clone()));
+    let contract: Vec<(String, String, Value)> = sandbox
+        .requests()
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone(), r.json()))
+        .collect();
+    assert_eq!(
+        contract,
+        [
+            ("GET".into(), "/partner/webhook".into(), Value::Null),
+            (
+                "POST".into(),
+                "/partner/set-webhook".into(),
+                json!({ "url": url })
+            ),
+            ("GET".into(), "/partner/webhook".into(), Value::Null),
+        ]
+    );
+
+    app.post_stripe_events(&story::subscription_sale(
+        &Buyer::story(),
+        "evt_a",
+        100,
+        &[("price_business", 1)],
+    ))
+    .await;
+    app.process_events().await;
+    app.deliver_all().await;
+    let workspace = sandbox.workspaces()[0].id;
+    partner
+        .send(
+            Method::DELETE,
+            &format!("/partner/workspace/{workspace}"),
+            None,
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.order_status(None).await.0 != "needs_attention" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "UChat's deletion never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored(&app).await, 1);
+
+    partner.remove_webhook().await.unwrap();
+    assert_eq!(partner.webhook().await.unwrap(), None);
+    assert_eq!(
+        sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/partner/remove-webhook")
+            .count(),
+        1
     );
 }
