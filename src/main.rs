@@ -346,17 +346,7 @@ async fn reconcile(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     prepare(&config.database_url).await?;
-    let delivery = config.delivery.as_ref().expect("checked when read");
-    let reconciler = Reconciler::new(
-        db::pool_with_statement_timeout(
-            &config.database_url,
-            2,
-            config.limits.pools.statement_timeout,
-        )?,
-        delivery.partner.clone(),
-        config.stripe_api.clone(),
-        config.reconcile.reads_per_second,
-    );
+    let reconciler = Reconciler::of(config)?.expect("UCHAT_API_TOKEN checked when read");
     let Some(report) = reconciler.run(scope, repair).await? else {
         anyhow::bail!("no such order");
     };

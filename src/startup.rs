@@ -87,21 +87,7 @@ impl Application {
                 metrics.clone(),
             )
         });
-        // Reconciliation reads through connections of its own (two: a run reads, and a
-        // repair queues), so it never waits on, nor slows, intake or delivery.
-        let reconciler = match &config.delivery {
-            Some(delivery) => Some(Reconciler::new(
-                crate::db::pool_with_statement_timeout(
-                    &config.database_url,
-                    2,
-                    config.limits.pools.statement_timeout,
-                )?,
-                delivery.partner.clone(),
-                config.stripe_api.clone(),
-                config.reconcile.reads_per_second,
-            )),
-            None => None,
-        };
+        let reconciler = Reconciler::of(config)?;
         let limits = config.limits.server.clone();
         let state = AppState {
             intake_db: pools.intake,

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 use utoipa::ToSchema;
 
+use crate::config::Config;
 use crate::db;
 use crate::partner::{CallKind, PartnerClient};
 use crate::plan::{self, Facts, Provisioned};
@@ -57,6 +58,26 @@ pub struct Report {
 }
 
 impl Reconciler {
+    /// The reconciler of `serve`'s settings; `None` without a partner to read. It reads
+    /// through two database connections of its own (a run reads, a repair queues), so it
+    /// never waits on, nor slows, intake or delivery.
+    pub fn of(config: &Config) -> Result<Option<Reconciler>, sqlx::Error> {
+        let Some(delivery) = &config.delivery else {
+            return Ok(None);
+        };
+        let db = db::pool_with_statement_timeout(
+            &config.database_url,
+            2,
+            config.limits.pools.statement_timeout,
+        )?;
+        Ok(Some(Reconciler::new(
+            db,
+            delivery.partner.clone(),
+            config.stripe_api.clone(),
+            config.reconcile.reads_per_second,
+        )))
+    }
+
     pub fn new(
         db: PgPool,
         partner: PartnerClient,

@@ -12,15 +12,13 @@ use common::*;
 /// Ada's plan with one bot add-on, delivered: the order's id and the workspace's.
 async fn provisioned(app: &TestApp, sandbox: &SandboxHandle) -> (i64, u64) {
     let items = [("price_business", 1), ("price_bot", 1)];
-    app.post_stripe_events(&story::subscription_sale(
+    app.run_events(&story::subscription_sale(
         &Buyer::story(),
         "evt_a",
         100,
         &items,
     ))
     .await;
-    app.process_events().await;
-    app.deliver_all().await;
     let order: i64 = sqlx::query_scalar("SELECT id FROM orders")
         .fetch_one(&app.db)
         .await
@@ -51,18 +49,8 @@ fn drifts(report: &Value) -> Vec<(String, Value, Value, String)> {
 }
 
 async fn drift_gauge(app: &TestApp) -> String {
-    let text = app
-        .admin_request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|line| line.starts_with("uchat_billing_orders_in_drift "))
-        .unwrap_or_else(|| panic!("no drift gauge in {text}"))
-        .to_owned()
+    let line = app.metric_line("uchat_billing_orders_in_drift").await;
+    line.expect("the drift gauge is always there")
 }
 
 #[tokio::test]
@@ -195,15 +183,13 @@ async fn stripe_drift_is_reported_from_the_subscription_as_stripe_has_it() {
             config.delivery = Some(delivery)
         })
         .await;
-    app.post_stripe_events(&story::subscription_sale(
+    app.run_events(&story::subscription_sale(
         &Buyer::story(),
         "evt_a",
         100,
         &sold.items,
     ))
     .await;
-    app.process_events().await;
-    app.deliver_all().await;
     assert_eq!(reconcile(&app, json!({})).await["orders_in_drift"], 0);
 
     let changed = Sub::active(&[("price_business", 2)]).with_status("past_due");

@@ -52,15 +52,13 @@ async fn stored(app: &TestApp) -> i64 {
 async fn a_deleted_workspace_gets_no_more_calls_and_its_order_needs_attention() {
     let (app, sandbox) = spawn().await;
     let ada = Buyer::story();
-    app.post_stripe_events(&story::subscription_sale(
+    app.run_events(&story::subscription_sale(
         &ada,
         "evt_a",
         100,
         &[("price_business", 1)],
     ))
     .await;
-    app.process_events().await;
-    app.deliver_all().await;
     let workspace = sandbox.workspaces()[0].id;
     // A bot bought, its call queued but not yet delivered.
     let more = Sub::active(&[("price_business", 1), ("price_bot", 1)]);
@@ -88,7 +86,7 @@ async fn a_deleted_workspace_gets_no_more_calls_and_its_order_needs_attention() 
     let requests_before = sandbox.requests().len();
     app.deliver_all().await;
     let more = Sub::active(&[("price_business", 1), ("price_bot", 3)]);
-    app.post_stripe_events(&[story::subscription_of(
+    app.run_events(&[story::subscription_of(
         &ada,
         "evt_c",
         "customer.subscription.updated",
@@ -96,8 +94,6 @@ async fn a_deleted_workspace_gets_no_more_calls_and_its_order_needs_attention() 
         &more,
     )])
     .await;
-    app.process_events().await;
-    app.deliver_all().await;
     assert_eq!(
         sandbox.requests().len(),
         requests_before,
@@ -155,19 +151,7 @@ async fn unknown_events_and_odd_shapes_are_stored_and_acknowledged() {
 #[tokio::test]
 async fn no_enough_credit_raises_the_alert_until_credit_is_back() {
     let (app, sandbox) = spawn().await;
-    let alert = || async {
-        let text = app
-            .admin_request(reqwest::Method::GET, "/metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|line| line.starts_with("uchat_billing_partner_credit_alert "))
-            .map(str::to_owned)
-    };
+    let alert = || app.metric_line("uchat_billing_partner_credit_alert");
     assert_eq!(
         alert().await.as_deref(),
         Some("uchat_billing_partner_credit_alert 0")
@@ -185,15 +169,13 @@ async fn no_enough_credit_raises_the_alert_until_credit_is_back() {
 
     // The plan's change-plan is held for credit, then succeeds once credit is back.
     sandbox.set_credit(0.0);
-    app.post_stripe_events(&story::subscription_sale(
+    app.run_events(&story::subscription_sale(
         &Buyer::story(),
         "evt_a",
         100,
         &[("price_business", 1)],
     ))
     .await;
-    app.process_events().await;
-    app.deliver_all().await;
     sandbox.set_credit(1000.0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -246,15 +228,13 @@ async fn the_webhook_endpoints_set_show_and_remove_it_and_uchat_posts_a_deletion
         ]
     );
 
-    app.post_stripe_events(&story::subscription_sale(
+    app.run_events(&story::subscription_sale(
         &Buyer::story(),
         "evt_a",
         100,
         &[("price_business", 1)],
     ))
     .await;
-    app.process_events().await;
-    app.deliver_all().await;
     let workspace = sandbox.workspaces()[0].id;
     partner
         .send(

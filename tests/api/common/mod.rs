@@ -276,6 +276,32 @@ impl TestApp {
         json_answer(self.admin_request(reqwest::Method::POST, path).json(body)).await
     }
 
+    /// `/metrics` as the admin scrapes it.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .admin_request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await;
+        response.unwrap().text().await.unwrap()
+    }
+
+    /// The line of a metric series (`name` or `name{labels}`) in `/metrics`.
+    pub async fn metric_line(&self, series: &str) -> Option<String> {
+        let text = self.metrics_text().await;
+        let line = text.lines().find(|line| {
+            line.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        });
+        line.map(str::to_owned)
+    }
+
+    /// Posts the events, applies them and delivers every call they queue.
+    pub async fn run_events(&self, events: &[Vec<u8>]) {
+        self.post_stripe_events(events).await;
+        self.process_events().await;
+        self.deliver_all().await;
+    }
+
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&self.db)
