@@ -41,6 +41,18 @@ async fn post(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Ada buys the business plan; her workspace is set up (or its calls held).
+async fn sell_a_plan(app: &TestApp) {
+    let items = [("price_business", 1)];
+    app.run_events(&story::subscription_sale(
+        &Buyer::story(),
+        "evt_a",
+        100,
+        &items,
+    ))
+    .await;
+}
+
 async fn stored(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM uchat_events")
         .fetch_one(&app.db)
@@ -52,13 +64,7 @@ async fn stored(app: &TestApp) -> i64 {
 async fn a_deleted_workspace_gets_no_more_calls_and_its_order_needs_attention() {
     let (app, sandbox) = spawn().await;
     let ada = Buyer::story();
-    app.run_events(&story::subscription_sale(
-        &ada,
-        "evt_a",
-        100,
-        &[("price_business", 1)],
-    ))
-    .await;
+    sell_a_plan(&app).await;
     let workspace = sandbox.workspaces()[0].id;
     // A bot bought, its call queued but not yet delivered.
     let more = Sub::active(&[("price_business", 1), ("price_bot", 1)]);
@@ -169,13 +175,7 @@ async fn no_enough_credit_raises_the_alert_until_credit_is_back() {
 
     // The plan's change-plan is held for credit, then succeeds once credit is back.
     sandbox.set_credit(0.0);
-    app.run_events(&story::subscription_sale(
-        &Buyer::story(),
-        "evt_a",
-        100,
-        &[("price_business", 1)],
-    ))
-    .await;
+    sell_a_plan(&app).await;
     sandbox.set_credit(1000.0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -228,13 +228,7 @@ async fn the_webhook_endpoints_set_show_and_remove_it_and_uchat_posts_a_deletion
         ]
     );
 
-    app.run_events(&story::subscription_sale(
-        &Buyer::story(),
-        "evt_a",
-        100,
-        &[("price_business", 1)],
-    ))
-    .await;
+    sell_a_plan(&app).await;
     let workspace = sandbox.workspaces()[0].id;
     partner
         .send(
