@@ -240,6 +240,11 @@ async fn main() -> ExitCode {
     // The demo prints its own story on stdout; only warnings and errors log, to stderr,
     // unless RUST_LOG says otherwise.
     let demo = matches!(command, Command::Demo { .. });
+    // Their stdout is what they print (a report, a URL); their logs go to stderr.
+    let prints = matches!(
+        command,
+        Command::Reconcile { .. } | Command::UchatWebhook { .. }
+    );
 
     // Everything the command needs from the environment is read before anything starts,
     // so every problem is printed at once, one line each.
@@ -255,6 +260,8 @@ async fn main() -> ExitCode {
     };
     if demo {
         telemetry::init(log_format, "warn", LogTo::Stderr);
+    } else if prints {
+        telemetry::init(log_format, "info", LogTo::Stderr);
     } else {
         telemetry::init(log_format, "info", LogTo::Stdout);
     }

@@ -231,3 +231,47 @@ async fn an_unknown_order_is_404_and_a_bad_request_400() {
     let (status, _) = app.admin_get("/admin/reconcile").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn the_reconcile_command_reports_drift_and_repair_queues_the_calls() {
+    let (base, sandbox) = spawn_sandbox(Faults::default()).await;
+    let app = spawn_app_delivering_to(&base).await;
+    let (order, workspace) = provisioned(&app, &sandbox).await;
+    sandbox.edit_workspace(workspace, |w| w.auto_renew = false);
+    let database_url = app.database.as_ref().unwrap().url.clone();
+    let catalog = fixture_path("catalog.toml");
+    let output = tokio::task::spawn_blocking(move || {
+        crate::cli::command()
+            .args(["reconcile", "--repair", "--json"])
+            .env("DATABASE_URL", database_url)
+            .env("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("CATALOG_PATH", catalog)
+            .env("UCHAT_API_BASE", base)
+            .env("UCHAT_API_TOKEN", PARTNER_TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "exit 1: an order is in drift"
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        drifts(&report),
+        [(
+            "auto_renew".into(),
+            json!(true),
+            json!(false),
+            "uchat".into()
+        )]
+    );
+    assert_eq!(
+        report["repaired"][order.to_string()],
+        json!(["enable-auto-renew"])
+    );
+    app.deliver_all().await;
+    assert!(sandbox.workspace(workspace).unwrap().auto_renew);
+}
