@@ -12,13 +12,7 @@ use common::*;
 /// Ada's plan with one bot add-on, delivered: the order's id and the workspace's.
 async fn provisioned(app: &TestApp, sandbox: &SandboxHandle) -> (i64, u64) {
     let items = [("price_business", 1), ("price_bot", 1)];
-    app.run_events(&story::subscription_sale(
-        &Buyer::story(),
-        "evt_a",
-        100,
-        &items,
-    ))
-    .await;
+    app.run_events(&story::story_sale(&items)).await;
     let order: i64 = sqlx::query_scalar("SELECT id FROM orders")
         .fetch_one(&app.db)
         .await
@@ -134,13 +128,7 @@ async fn calls_in_flight_are_not_drift_and_a_plan_changed_by_hand_is_repaired() 
     let (base, sandbox) = spawn_sandbox(Faults::default()).await;
     let app = spawn_app_delivering_to(&base).await;
     let items = [("price_business", 1)];
-    app.post_stripe_events(&story::subscription_sale(
-        &Buyer::story(),
-        "evt_a",
-        100,
-        &items,
-    ))
-    .await;
+    app.post_stripe_events(&story::story_sale(&items)).await;
     app.process_events().await;
     let report = reconcile(&app, json!({})).await;
     assert_eq!(
@@ -183,13 +171,7 @@ async fn stripe_drift_is_reported_from_the_subscription_as_stripe_has_it() {
             config.delivery = Some(delivery)
         })
         .await;
-    app.run_events(&story::subscription_sale(
-        &Buyer::story(),
-        "evt_a",
-        100,
-        &sold.items,
-    ))
-    .await;
+    app.run_events(&story::story_sale(&sold.items)).await;
     assert_eq!(reconcile(&app, json!({})).await["orders_in_drift"], 0);
 
     let changed = Sub::active(&[("price_business", 2)]).with_status("past_due");

@@ -44,13 +44,7 @@ async fn post(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
 /// Ada buys the business plan; her workspace is set up (or its calls held).
 async fn sell_a_plan(app: &TestApp) {
     let items = [("price_business", 1)];
-    app.run_events(&story::subscription_sale(
-        &Buyer::story(),
-        "evt_a",
-        100,
-        &items,
-    ))
-    .await;
+    app.run_events(&story::story_sale(&items)).await;
 }
 
 async fn stored(app: &TestApp) -> i64 {
