@@ -173,6 +173,7 @@ impl Reconciler {
             report.drifts.retain(|drift| drift.order == order);
         }
         let mut drifting: Vec<i64> = report.drifts.iter().map(|d| d.order).collect();
+        drifting.sort_unstable();
         drifting.dedup();
         report.orders_in_drift = drifting.len();
         if repair {
