@@ -215,6 +215,31 @@ pub const LOG_FORMAT: Var = Var {
     unset: Unset::Default("pretty"),
     meaning: "`pretty` or `json`",
 };
+pub const RECONCILE_SECS: Var = Var {
+    name: "RECONCILE_SECS",
+    unset: Unset::Default("21600"),
+    meaning: "how often `serve` reconciles every live order against Stripe and UChat (when \
+              `UCHAT_API_TOKEN` is set); 0 turns it off",
+};
+pub const RECONCILE_READS_PER_SEC: Var = Var {
+    name: "RECONCILE_READS_PER_SEC",
+    unset: Unset::Default("2"),
+    meaning: "the pace of reconciliation's reads of UChat and Stripe, within the partner's \
+              rate limits; delivery's calls do not count against it",
+};
+pub const UCHAT_WEBHOOK_TOKEN: Var = Var {
+    name: "UCHAT_WEBHOOK_TOKEN",
+    unset: Unset::Off,
+    meaning: "the secret path token of UChat's partner webhooks, `POST \
+              /webhooks/uchat/<token>` (e.g. `openssl rand -hex 32`); unset, the route is off",
+};
+pub const PUBLIC_BASE_URL: Var = Var {
+    name: "PUBLIC_BASE_URL",
+    unset: Unset::Off,
+    meaning: "where UChat reaches this service, e.g. `https://billing.example.com`: \
+              `uchat-webhook register` sets UChat's webhook to \
+              `<PUBLIC_BASE_URL>/webhooks/uchat/<UCHAT_WEBHOOK_TOKEN>`",
+};
 /// Read by the log subscriber itself.
 pub const RUST_LOG: Var = Var {
     name: "RUST_LOG",
@@ -256,6 +281,10 @@ pub const VARIABLES: &[Var] = &[
     ADMIN_DB_CONNECTIONS,
     STATEMENT_TIMEOUT_MS,
     ADMIN_STATEMENT_TIMEOUT_MS,
+    RECONCILE_SECS,
+    RECONCILE_READS_PER_SEC,
+    UCHAT_WEBHOOK_TOKEN,
+    PUBLIC_BASE_URL,
     LOG_FORMAT,
     RUST_LOG,
     settings::STORE_ENABLED,
@@ -317,6 +346,43 @@ pub struct Config {
     pub limits: Limits,
     /// The storefront's settings; `None` keeps `/store` off.
     pub store: Option<StoreSettings>,
+    pub reconcile: ReconcileSettings,
+    /// The path token of UChat's webhooks; `None` turns the route off.
+    pub uchat_webhook_token: Option<Secret>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconcileSettings {
+    /// `None`: no periodic run.
+    pub every: Option<Duration>,
+    pub reads_per_second: f64,
+}
+
+impl ReconcileSettings {
+    fn read(env: &mut Env) -> ReconcileSettings {
+        let every: u64 = env.parse(
+            &RECONCILE_SECS,
+            |_| true,
+            |name, _| format!("{name} must be a whole number of seconds"),
+        );
+        ReconcileSettings {
+            every: (every > 0).then(|| Duration::from_secs(every)),
+            reads_per_second: env.parse(
+                &RECONCILE_READS_PER_SEC,
+                |rate: &f64| *rate > 0.0 && rate.is_finite(),
+                |name, _| format!("{name} must be a number above 0"),
+            ),
+        }
+    }
+}
+
+impl Default for ReconcileSettings {
+    /// The table's defaults.
+    fn default() -> ReconcileSettings {
+        let mut env = Env::new(|_| None);
+        let settings = ReconcileSettings::read(&mut env);
+        env.finish(Some(settings)).expect("the defaults are valid")
+    }
 }
 
 /// Every limit `serve` keeps (README, "Limits").
@@ -447,6 +513,8 @@ impl Config {
         let console_secure_cookie = flag(env, &CONSOLE_SECURE_COOKIE);
         let limits = Limits::read(env);
         let store = StoreSettings::read(env, stripe_api.is_some());
+        let reconcile = ReconcileSettings::read(env);
+        let uchat_webhook_token = env.get(&UCHAT_WEBHOOK_TOKEN).map(Secret::new);
 
         Some(Config {
             database_url: database_url(env),
@@ -463,6 +531,8 @@ impl Config {
             background_work,
             limits,
             store,
+            reconcile,
+            uchat_webhook_token,
         })
     }
 }

@@ -185,6 +185,8 @@ async fn demonstrate(
         background_work: true,
         limits: Limits::default(),
         store: None,
+        reconcile: Default::default(),
+        uchat_webhook_token: None,
     };
     let db = database.pool.clone();
     let app = Application::with_listener(&config, service_listener)?;

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod partner;
 pub mod plan;
 pub mod processor;
+pub mod reconcile;
 pub mod retry;
 pub mod sandbox;
 pub mod secret;

@@ -11,6 +11,7 @@ use uchat_billing::demo::{self, DemoOptions};
 use uchat_billing::env::Env;
 use uchat_billing::partner::PartnerClient;
 use uchat_billing::plan::Catalog;
+use uchat_billing::reconcile::{Reconciler, Scope};
 use uchat_billing::sandbox::{self, SandboxConfig};
 use uchat_billing::start_error::{listen, StartError};
 use uchat_billing::startup::{self, Application};
@@ -83,6 +84,37 @@ enum Command {
         #[arg(required = true)]
         events: Vec<PathBuf>,
     },
+    /// Set, show or remove the URL UChat posts its partner events to (needs
+    /// UCHAT_API_TOKEN; `register` also PUBLIC_BASE_URL and UCHAT_WEBHOOK_TOKEN).
+    UchatWebhook {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+    /// Compare every live order with Stripe's subscription and UChat's workspace, print
+    /// each drift, and store the report (GET /admin/reconcile). Reads `serve`'s settings;
+    /// needs UCHAT_API_TOKEN. Exit 1 if an order is in drift.
+    Reconcile {
+        /// Only this order.
+        #[arg(long)]
+        order: Option<i64>,
+        /// Queue the calls that bring UChat back to what the orders provisioned (a
+        /// worker or `serve` delivers them).
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum WebhookAction {
+    /// Point UChat's webhook at this service's `/webhooks/uchat/<token>`.
+    Register,
+    /// Print the URL UChat posts to (its token hidden).
+    Show,
+    /// Stop UChat's webhook.
+    Remove,
 }
 
 /// A command with everything it reads from the environment.
@@ -110,6 +142,18 @@ enum Job {
     Plan {
         catalog: PathBuf,
         events: Vec<PathBuf>,
+    },
+    UchatWebhook {
+        partner: PartnerClient,
+        action: WebhookAction,
+        /// The URL to register.
+        url: Option<String>,
+    },
+    Reconcile {
+        config: Box<Config>,
+        scope: Scope,
+        repair: bool,
+        json: bool,
     },
 }
 
@@ -152,6 +196,49 @@ impl Job {
                 },
             },
             Command::Plan { catalog, events } => Job::Plan { catalog, events },
+            Command::UchatWebhook { action } => {
+                let url = match action {
+                    WebhookAction::Register => {
+                        let base = env.get(&config::PUBLIC_BASE_URL);
+                        let token = env.get(&config::UCHAT_WEBHOOK_TOKEN);
+                        if base.is_none() || token.is_none() {
+                            env.report(format!(
+                                "{} and {} are required to register the webhook",
+                                config::PUBLIC_BASE_URL.name,
+                                config::UCHAT_WEBHOOK_TOKEN.name
+                            ));
+                        }
+                        base.zip(token).map(|(base, token)| {
+                            format!("{}/webhooks/uchat/{token}", base.trim_end_matches('/'))
+                        })
+                    }
+                    WebhookAction::Show | WebhookAction::Remove => None,
+                };
+                Job::UchatWebhook {
+                    partner: Delivery::read(env)?.partner,
+                    action,
+                    url,
+                }
+            }
+            Command::Reconcile {
+                order,
+                repair,
+                json,
+            } => {
+                let config = Config::read(env)?;
+                if config.delivery.is_none() {
+                    env.report(format!(
+                        "{} is required to read UChat's workspaces",
+                        config::UCHAT_API_TOKEN.name
+                    ));
+                }
+                Job::Reconcile {
+                    config: Box::new(config),
+                    scope: order.map_or(Scope::All, Scope::Order),
+                    repair,
+                    json,
+                }
+            }
         })
     }
 }
@@ -166,6 +253,11 @@ async fn main() -> ExitCode {
     // The demo prints its own story on stdout; only warnings and errors log, to stderr,
     // unless RUST_LOG says otherwise.
     let demo = matches!(command, Command::Demo { .. });
+    // Their stdout is what they print (a report, a URL); their logs go to stderr.
+    let prints = matches!(
+        command,
+        Command::Reconcile { .. } | Command::UchatWebhook { .. }
+    );
 
     // Everything the command needs from the environment is read before anything starts,
     // so every problem is printed at once, one line each.
@@ -181,6 +273,8 @@ async fn main() -> ExitCode {
     };
     if demo {
         telemetry::init(log_format, "warn", LogTo::Stderr);
+    } else if prints {
+        telemetry::init(log_format, "info", LogTo::Stderr);
     } else {
         telemetry::init(log_format, "info", LogTo::Stdout);
     }
@@ -198,6 +292,20 @@ async fn main() -> ExitCode {
         Job::Healthcheck(url) => return healthcheck(&url).await,
         Job::CheckCatalog { path, partner } => return check_catalog(&path, partner).await,
         Job::Plan { catalog, events } => return print_plan(&catalog, &events),
+        Job::UchatWebhook {
+            partner,
+            action,
+            url,
+        } => uchat_webhook(&partner, action, url.as_deref()).await,
+        Job::Reconcile {
+            config,
+            scope,
+            repair,
+            json,
+        } => match reconcile(&config, scope, repair, json).await {
+            Ok(code) => return code,
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -219,6 +327,73 @@ async fn serve(config: Box<Config>) -> anyhow::Result<()> {
     let app = Application::build(&config).await?;
     app.run(startup::shutdown_signal()).await;
     Ok(())
+}
+
+async fn uchat_webhook(
+    partner: &PartnerClient,
+    action: WebhookAction,
+    url: Option<&str>,
+) -> anyhow::Result<()> {
+    match (action, url) {
+        (WebhookAction::Register, Some(url)) => {
+            partner.set_webhook(url).await?;
+            println!("UChat's webhook now posts to {}", hide_token(url));
+        }
+        (WebhookAction::Remove, _) => {
+            partner.remove_webhook().await?;
+            println!("UChat's webhook removed");
+        }
+        _ => match partner.webhook().await? {
+            Some(url) => println!("{}", hide_token(&url)),
+            None => println!("no webhook set"),
+        },
+    }
+    Ok(())
+}
+
+/// The URL without its secret path token.
+fn hide_token(url: &str) -> String {
+    match url.split_once("/webhooks/uchat/") {
+        Some((base, _)) => format!("{base}/webhooks/uchat/***"),
+        None => url.to_owned(),
+    }
+}
+
+async fn reconcile(
+    config: &Config,
+    scope: Scope,
+    repair: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    prepare(&config.database_url).await?;
+    let reconciler = Reconciler::of(config)?.expect("UCHAT_API_TOKEN checked when read");
+    let Some(report) = reconciler.run(scope, repair).await? else {
+        anyhow::bail!("no such order");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for drift in &report.drifts {
+            println!(
+                "order {} {:?} {}: expected {}, actual {}",
+                drift.order, drift.source, drift.field, drift.expected, drift.actual
+            );
+        }
+        for (order, calls) in &report.repaired {
+            println!("order {order}: repair queued: {calls:?}");
+        }
+        for error in &report.errors {
+            eprintln!("error: {error}");
+        }
+        println!(
+            "{} orders checked, {} in drift, {} in flight (skipped)",
+            report.orders_checked, report.orders_in_drift, report.orders_in_flight
+        );
+    }
+    Ok(match report.orders_in_drift {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
 }
 
 /// Creates the database if needed and applies the migrations, or says why it cannot.

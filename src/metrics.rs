@@ -201,6 +201,31 @@ impl Metrics {
     }
 }
 
+/// What reconciliation and UChat's webhooks found, read from the database at each scrape.
+pub struct Watch {
+    /// In the newest reconciliation of every live order.
+    pub orders_in_drift: i64,
+    pub credit_alert: bool,
+}
+
+/// The gauges of [`Watch`], in Prometheus' text format, to follow [`Metrics::render`].
+pub fn render_watch(watch: &Watch) -> String {
+    let mut gauges = Registry::default();
+    gauges.register(
+        "uchat_billing_orders_in_drift",
+        "Orders whose Stripe subscription or UChat workspace disagreed with them in the last reconciliation of every live order",
+        ConstGauge::new(watch.orders_in_drift),
+    );
+    gauges.register(
+        "uchat_billing_partner_credit_alert",
+        "1 while UChat says the partner's credit is not enough (no_enough_credit, or a call held for it) and no credit-spending call has succeeded since",
+        ConstGauge::new(i64::from(watch.credit_alert)),
+    );
+    let mut text = String::new();
+    prometheus_text::encode(&mut text, &gauges).expect("writing to a String cannot fail");
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

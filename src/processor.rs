@@ -320,7 +320,7 @@ impl Processor {
                 plan.attention.unwrap_or_else(|| "waiting".to_owned()),
             ));
         }
-        db::calls::append(conn, order.id, event.id, &plan.calls).await?;
+        db::calls::append(conn, order.id, Some(event.id), &plan.calls).await?;
         let workspace_id = match plan.provisioned.workspace {
             Workspace::Known(id) => Some(id),
             _ => None,

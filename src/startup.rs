@@ -16,6 +16,7 @@ use crate::http::{self, AppState, Console, ServerLimits, Storefront};
 use crate::metrics::Metrics;
 use crate::partner::PartnerClient;
 use crate::processor::Processor;
+use crate::reconcile::Reconciler;
 use crate::start_error::{listen, StartError};
 
 /// Events applied at once. An order's events still apply one at a time, in order.
@@ -32,6 +33,8 @@ pub struct Application {
     /// The partner whose credit is read into its gauge, and how often.
     credit_poll: Option<(PartnerClient, Duration)>,
     background_work: bool,
+    /// How often the whole reconciliation runs; `None`: never by itself.
+    reconcile_every: Option<std::time::Duration>,
 }
 
 impl Application {
@@ -88,6 +91,7 @@ impl Application {
                 metrics.clone(),
             )
         });
+        let reconciler = Reconciler::of(config)?;
         let limits = config.limits.server.clone();
         let store =
             config
@@ -118,6 +122,8 @@ impl Application {
             processor: processor.reading_from(pools.admin.clone()),
             admin_db: pools.admin,
             store,
+            reconciler,
+            uchat_webhook_token: config.uchat_webhook_token.clone(),
         };
         Ok(Application {
             listener,
@@ -132,6 +138,7 @@ impl Application {
                 .filter(|_| !config.credit_poll.is_zero())
                 .map(|delivery| (delivery.partner.clone(), config.credit_poll)),
             background_work: config.background_work,
+            reconcile_every: config.reconcile.every,
         })
     }
 
@@ -186,6 +193,11 @@ impl Application {
             );
             for _ in 0..PROCESSOR_LOOPS {
                 tasks.spawn(self.processor.clone().run(stopped.clone()));
+            }
+            if let (Some(reconciler), Some(every)) = (&self.state.reconciler, self.reconcile_every)
+            {
+                tracing::info!(every_s = every.as_secs(), "periodic reconciliation started");
+                tasks.spawn(reconciler.clone().run_every(every, stopped.clone()));
             }
             match self.worker {
                 Some(worker) => {

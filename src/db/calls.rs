@@ -15,15 +15,15 @@ use crate::partner::{Call, CallKind};
 /// a call's end may let the next call of its order run.
 pub const WAKE_CHANNEL: &str = "partner_calls";
 
-/// Appends calls to an order's queue, after any it already has, and wakes the workers.
-/// The caller holds the order's row lock, as [`record`] and the operators' changes do
+/// Appends calls to an order's queue, after any it already has, and wakes the workers;
+/// `event_id` is the Stripe event that caused them (`None` for a repair). The caller holds the order's row lock, as [`record`] and the operators' changes do
 /// before they finish a call: a trigger makes the first new call ready if nothing before
 /// it is unfinished, and another makes the next call ready when one finishes, so neither
 /// misses what the other is doing.
 pub async fn append(
     conn: &mut PgConnection,
     order_id: i64,
-    event_id: i64,
+    event_id: Option<i64>,
     calls: &[Call],
 ) -> Result<(), sqlx::Error> {
     if calls.is_empty() {

@@ -4,8 +4,10 @@ pub mod activity;
 pub mod calls;
 pub mod events;
 pub mod orders;
+pub mod reconcile;
 pub mod stats;
 pub mod store;
+pub mod uchat_events;
 
 use std::time::Duration;
 

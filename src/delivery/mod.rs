@@ -19,6 +19,7 @@ use tracing::Instrument;
 pub use crate::retry::RetryPolicy;
 
 use crate::db::calls::{self, AttemptRecord, ClaimedCall, Verdict};
+use crate::db::uchat_events;
 use crate::metrics::Metrics;
 use crate::partner::{
     Call, CallKind, ExistingUserWorkspace, NewWorkspace, Ownership, PartnerClient, PartnerError,
@@ -279,13 +280,34 @@ impl Worker {
             Verdict::Dead { reason } => tracing::error!(%reason, "partner call dead"),
         }
         match calls::record(&self.db, &call, &attempt, &verdict).await {
-            Ok(true) => {}
+            Ok(true) => self.note_credit(call.kind, &verdict).await,
             Ok(false) => tracing::warn!(
                 "a newer claim superseded this try; its result is kept as an attempt only"
             ),
             Err(error) => {
                 tracing::error!(%error, "recording a partner call failed; it is retried when its lease expires")
             }
+        }
+    }
+
+    /// A hold for credit raises the credit alert; a call that spends credit succeeding
+    /// ends it, and releases the calls held meanwhile (credit is back).
+    async fn note_credit(&self, kind: CallKind, verdict: &Verdict) {
+        let result = async {
+            let mut conn = self.db.acquire().await?;
+            match verdict {
+                Verdict::Held { .. } => uchat_events::raise_credit_alert(&mut conn).await,
+                Verdict::Succeeded { .. }
+                    if matches!(kind, CallKind::ChangePlan | CallKind::AddAddon) =>
+                {
+                    uchat_events::credit_back(&mut conn).await
+                }
+                _ => Ok(()),
+            }
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "recording the partner credit alert failed");
         }
     }
 

@@ -9,6 +9,7 @@ mod health;
 mod limits;
 mod server;
 mod store;
+mod uchat_webhook;
 mod webhook;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use store::Storefront;
 
 use crate::metrics::Metrics;
 use crate::processor::Processor;
+use crate::reconcile::Reconciler;
 use crate::secret::Secret;
 
 /// Stripe events are a few KiB; anything near this is not one.
@@ -56,6 +58,10 @@ pub struct AppState {
     pub console: Option<Arc<Console>>,
     /// `None`: no `/store` routes (`STORE_ENABLED` is off).
     pub store: Option<Storefront>,
+    /// `None` without a partner to read (`UCHAT_API_TOKEN`).
+    pub reconciler: Option<Reconciler>,
+    /// `None` turns `POST /webhooks/uchat/{token}` off.
+    pub uchat_webhook_token: Option<Secret>,
 }
 
 pub fn router(state: AppState, limits: &ServerLimits) -> Router {
@@ -79,8 +85,13 @@ pub fn router(state: AppState, limits: &ServerLimits) -> Router {
                 .latency_unit(tower_http::LatencyUnit::Micros),
         );
 
+    let uchat = match state.uchat_webhook_token {
+        Some(_) => Router::new().route("/webhooks/uchat/{token}", post(uchat_webhook::receive)),
+        None => Router::new(),
+    };
     Router::new()
         .route("/webhooks/stripe", post(webhook::receive))
+        .merge(uchat)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(admin::router(&state))

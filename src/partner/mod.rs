@@ -7,9 +7,11 @@
 
 mod call;
 mod error;
+mod events;
 mod lists;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,6 +23,7 @@ use serde_json::{Map, Value};
 
 pub use call::{Body, Call, CallKind, ExistingUserWorkspace, NewWorkspace, Route};
 pub use error::{looks_like_existing_account, parse_retry_after, PartnerError, EXCERPT_BYTES};
+pub use events::{PartnerEvent, PartnerEventKind};
 pub use lists::{Client, Flow, Member};
 pub use reqwest::Method;
 

@@ -706,6 +706,16 @@ fn stripe_ids(sale: &Sale, facts: &Facts) -> Option<String> {
     (!ids.is_empty()).then(|| format!("Stripe {}", ids.join(", ")))
 }
 
+/// The calls that bring a workspace UChat shows in the state `seen` back to `want`, the
+/// state the order provisioned (a reconciliation's repair): the same calls, in the same
+/// order, as any change of plan.
+pub fn restore(want: &Provisioned, seen: &Provisioned, reference: &str) -> Vec<Call> {
+    if want.deleted || seen.deleted {
+        return Vec::new();
+    }
+    calls(seen, want, Vec::new(), reference)
+}
+
 /// The calls that take the workspace from `had` to `want`, in the fixed order.
 fn calls(had: &Provisioned, want: &Provisioned, first: Vec<Call>, reference: &str) -> Vec<Call> {
     let mut calls = first;

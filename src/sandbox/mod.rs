@@ -34,6 +34,7 @@ mod fields;
 mod state;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 pub use config::{help, VARIABLES};
 pub use faults::Faults;
@@ -115,6 +116,8 @@ struct Inner {
     token: String,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
+    /// Where partner events are posted (`/partner/set-webhook`).
+    webhook: Mutex<Option<String>>,
     /// Set on shutdown so fault sleeps end and graceful shutdown is not held up.
     stopping: watch::Sender<bool>,
 }
@@ -126,6 +129,7 @@ impl SandboxHandle {
                 token: config.token,
                 store: Mutex::new(Store::new(config.credit, config.first_workspace_id)),
                 faults: Mutex::new(config.faults),
+                webhook: Mutex::new(None),
                 stopping: watch::Sender::new(false),
             }),
         }
@@ -148,6 +152,12 @@ impl SandboxHandle {
 
     pub fn credit(&self) -> f64 {
         self.store().credit.0
+    }
+
+    /// Changes a workspace as someone would by hand in UChat: no request, no charge.
+    /// `false` if there is no such workspace.
+    pub fn edit_workspace(&self, id: u64, change: impl FnOnce(&mut Workspace)) -> bool {
+        self.store().workspaces.get_mut(&id).map(change).is_some()
     }
 
     pub fn set_credit(&self, credit: f64) {
@@ -215,6 +225,7 @@ pub fn router(config: SandboxConfig) -> (Router, SandboxHandle) {
         .route("/partner/addons", get(addons))
         .route("/partner/templates", get(templates))
         .route("/partner/credit-balance", get(credit_balance))
+        .merge(webhooks::routes())
         .fallback(route_not_found)
         // The last layer added runs first: record, then faults, then the token.
         .layer(middleware::from_fn_with_state(
@@ -462,7 +473,12 @@ async fn get_workspace(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
 async fn delete_workspace(State(h): Sandbox, Path(id): WorkspaceId) -> ApiResult {
     let mut store = h.store();
     let id = store.find(&id)?.0.id;
-    store.workspaces.remove(&id);
+    let deleted = store.workspaces.remove(&id).expect("found just now");
+    h.send_webhook(json!({
+        "event_type": "workspace_deleted",
+        "workspace_id": id,
+        "owner_email": deleted.owner_email,
+    }));
     Ok(ok(json!({ "id": id })))
 }
 

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 
-use crate::db::calls;
+use crate::db::{self, calls};
 use crate::http::{ApiError, AppState};
 use crate::metrics;
 
@@ -19,8 +19,11 @@ use crate::metrics;
 )]
 pub async fn scrape(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let backlog = calls::backlog(&state.admin_db).await?;
-    Ok((
-        [(CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        state.metrics.render(&backlog),
-    ))
+    let mut text = state.metrics.render(&backlog);
+    let mut conn = state.admin_db.acquire().await?;
+    text.push_str(&metrics::render_watch(&metrics::Watch {
+        orders_in_drift: db::reconcile::orders_in_drift(&state.admin_db).await?,
+        credit_alert: db::uchat_events::credit_alert(&mut conn).await?,
+    }));
+    Ok(([(CONTENT_TYPE, metrics::CONTENT_TYPE)], text))
 }

@@ -12,6 +12,7 @@ mod events;
 mod metrics;
 mod orders;
 mod page;
+mod reconcile;
 mod stats;
 
 use std::collections::HashMap;
@@ -88,6 +89,7 @@ fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::reprocess))
         .routes(routes!(dry_run::dry_run))
         .routes(routes!(stats::show))
+        .routes(routes!(reconcile::last, reconcile::run))
         .routes(routes!(openapi_json))
 }
 

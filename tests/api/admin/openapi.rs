@@ -44,6 +44,8 @@ async fn the_openapi_document_is_valid_3_1_and_lists_every_admin_route() {
         "POST /admin/events/{id}/reprocess",
         "POST /admin/dry-run",
         "GET /admin/stats",
+        "GET /admin/reconcile",
+        "POST /admin/reconcile",
         "GET /admin/openapi.json",
         "GET /metrics",
     ]

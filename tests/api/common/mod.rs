@@ -105,6 +105,8 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         background_work: false,
         limits: Limits::default(),
         store: None,
+        reconcile: Default::default(),
+        uchat_webhook_token: None,
     }
 }
 
@@ -281,6 +283,23 @@ impl TestApp {
     pub async fn metrics(&self) -> String {
         let response = self.admin_request(reqwest::Method::GET, "/metrics");
         response.send().await.unwrap().text().await.unwrap()
+    }
+
+    /// The line of a metric series (`name` or `name{labels}`) in `/metrics`.
+    pub async fn metric_line(&self, series: &str) -> Option<String> {
+        let text = self.metrics().await;
+        let line = text.lines().find(|line| {
+            line.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        });
+        line.map(str::to_owned)
+    }
+
+    /// Posts the events, applies them and delivers every call they queue.
+    pub async fn run_events(&self, events: &[Vec<u8>]) {
+        self.post_stripe_events(events).await;
+        self.process_events().await;
+        self.deliver_all().await;
     }
 
     pub async fn event_count(&self) -> i64 {

@@ -271,3 +271,8 @@ pub fn subscription_sale(
         ),
     ]
 }
+
+/// The story's buyer subscribes to `items` (event ids from `evt_a`, at 100).
+pub fn story_sale(items: &[(&'static str, u32)]) -> Vec<Vec<u8>> {
+    subscription_sale(&Buyer::story(), "evt_a", 100, items)
+}
