@@ -71,6 +71,7 @@ pub struct Metrics {
     webhook_latency: Histogram,
     partner_calls: Family<CallLabels, Counter>,
     partner_latency: LatencyFamily<KindLabel>,
+    events_recovered: Counter,
 }
 
 impl Default for Metrics {
@@ -79,6 +80,7 @@ impl Default for Metrics {
         let webhook_latency = latency();
         let partner_calls = Family::default();
         let partner_latency: LatencyFamily<KindLabel> = Family::new_with_constructor(latency);
+        let events_recovered = Counter::default();
         let mut registry = Registry::default();
         // Counters are named without `_total`: the encoder adds it. Help texts without
         // the final period: the registry adds it.
@@ -102,12 +104,18 @@ impl Default for Metrics {
             "UChat Partner API call latency, by call kind",
             Described(partner_latency.clone()),
         );
+        registry.register(
+            "uchat_billing_events_recovered",
+            "Stripe events the webhook never delivered, stored by this process's backfills",
+            events_recovered.clone(),
+        );
         Metrics {
             registry,
             webhooks,
             webhook_latency,
             partner_calls,
             partner_latency,
+            events_recovered,
         }
     }
 }
@@ -146,8 +154,14 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    /// Everything in Prometheus' text format, with the backlog gauges read just now.
-    pub fn render(&self, backlog: &Backlog) -> String {
+    /// Events a backfill recovered.
+    pub fn record_recovered(&self, events: usize) {
+        self.events_recovered.inc_by(events as u64);
+    }
+
+    /// Everything in Prometheus' text format, with the gauges read just now: the backlog,
+    /// and the orders paid but not provisioned in time.
+    pub fn render(&self, backlog: &Backlog, paid_not_provisioned: i64) -> String {
         let mut gauges = Registry::default();
         gauges.register(
             "uchat_billing_calls_due",
@@ -168,6 +182,11 @@ impl Metrics {
             "uchat_billing_calls_dead",
             "Partner calls that gave up; an operator retries or cancels them",
             ConstGauge::new(backlog.dead),
+        );
+        gauges.register(
+            "uchat_billing_paid_not_provisioned",
+            "Orders paid (or trialing) longer ago than PAID_NOT_PROVISIONED_MINUTES that have no workspace yet",
+            ConstGauge::new(paid_not_provisioned),
         );
         let mut text = String::new();
         for registry in [&self.registry, &gauges] {
@@ -206,7 +225,7 @@ mod tests {
         metrics.record_partner_call(create, succeeded, Duration::from_millis(700));
         metrics.record_partner_call(create, retry, Duration::from_secs(40));
         metrics.record_partner_call(pause, AttemptOutcome::Dead, Duration::from_millis(2));
-        let text = metrics.render(&backlog());
+        let text = metrics.render(&backlog(), 0);
 
         let calls = "uchat_billing_partner_calls_total";
         assert_eq!(
@@ -255,7 +274,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.record_webhook(Some("invoice.paid"), "stored", Duration::from_millis(4));
         metrics.record_webhook(Some("invoice.paid"), "duplicate", Duration::from_millis(3));
-        let text = metrics.render(&backlog());
+        let text = metrics.render(&backlog(), 0);
 
         assert_eq!(
             value(
@@ -286,7 +305,7 @@ mod tests {
 
     #[test]
     fn every_family_is_described_before_its_first_series() {
-        let text = Metrics::default().render(&backlog());
+        let text = Metrics::default().render(&backlog(), 0);
         for family in [
             "uchat_billing_webhooks_total counter",
             "uchat_billing_webhook_duration_seconds histogram",
@@ -305,7 +324,7 @@ mod tests {
             metrics.record_webhook(Some(event_type), "stored", Duration::ZERO);
         }
         metrics.record_webhook(None, "rejected", Duration::ZERO);
-        let text = metrics.render(&backlog());
+        let text = metrics.render(&backlog(), 0);
         let mut series: Vec<&str> = text
             .lines()
             .filter(|line| line.starts_with("uchat_billing_webhooks_total{"))

@@ -3,11 +3,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::backfill::{self, Backfill};
 use crate::config::{Config, BIND_ADDR, DATABASE_URL};
 use crate::db::Pools;
 use crate::delivery::Worker;
@@ -27,6 +29,8 @@ pub struct Application {
     work_db: PgPool,
     processor: Processor,
     worker: Option<Worker>,
+    /// `serve`'s own backfill and how often it runs, with `STRIPE_API_KEY`.
+    backfill: Option<(Backfill, Duration)>,
     background_work: bool,
 }
 
@@ -61,8 +65,8 @@ impl Application {
             .as_ref()
             .map_or(0, |delivery| delivery.settings.concurrency);
         // One for each processor loop and each call in flight; one for the worker's own
-        // claims and one for folding the status counts.
-        let work_connections = (PROCESSOR_LOOPS + delivery_connections + 2) as u32;
+        // claims, one for folding the status counts and one for the backfill.
+        let work_connections = (PROCESSOR_LOOPS + delivery_connections + 3) as u32;
         let pools = Pools::new(&config.database_url, &config.limits.pools, work_connections)?;
         if config.admin_token.is_none() {
             tracing::warn!(
@@ -84,6 +88,11 @@ impl Application {
                 metrics.clone(),
             )
         });
+        let backfill = config
+            .stripe_api
+            .clone()
+            .zip(config.backfill_every)
+            .map(|(stripe, every)| (Backfill::new(pools.work.clone(), stripe), every));
         let limits = config.limits.server.clone();
         let state = AppState {
             intake_db: pools.intake,
@@ -92,6 +101,7 @@ impl Application {
             admin_token: config.admin_token.clone(),
             metrics_public: config.metrics_public,
             metrics,
+            paid_not_provisioned_after: config.paid_not_provisioned_after,
             // Dry runs read through the admin pool, not the processor's.
             processor: processor.reading_from(pools.admin.clone()),
             admin_db: pools.admin,
@@ -103,6 +113,7 @@ impl Application {
             work_db: pools.work,
             processor,
             worker,
+            backfill,
             background_work: config.background_work,
         })
     }
@@ -156,6 +167,15 @@ impl Application {
                 None => tracing::warn!(
                     "UCHAT_API_TOKEN is not set: partner calls are planned but not delivered"
                 ),
+            }
+            if let Some((backfill, every)) = self.backfill {
+                tasks.spawn(backfill::keep_backfilling(
+                    backfill,
+                    every,
+                    self.state.metrics.clone(),
+                    self.processor.arrivals(),
+                    stopped.clone(),
+                ));
             }
         }
         let grace = self.limits.shutdown_grace;

@@ -1,5 +1,6 @@
 //! Every SQL query, grouped by table. Schema lives in `migrations/`.
 
+pub mod backfill;
 pub mod calls;
 pub mod events;
 pub mod orders;

@@ -80,3 +80,16 @@ pub async fn keep_folded(pool: PgPool, mut stop: watch::Receiver<bool>) {
         }
     }
 }
+
+/// Orders due a workspace (paid, or trialing) for longer than `after` that have none yet:
+/// a range of an index that holds only orders waiting for their workspace.
+pub async fn paid_not_provisioned(pool: &PgPool, after: Duration) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM orders
+         WHERE workspace_id IS NULL AND COALESCE(blocked_status, status) IN ('active', 'paused')
+           AND paid_at < now() - make_interval(secs => $1)",
+    )
+    .bind(after.as_secs_f64())
+    .fetch_one(pool)
+    .await
+}

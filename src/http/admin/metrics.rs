@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 
-use crate::db::calls;
+use crate::db::{calls, stats};
 use crate::http::{ApiError, AppState};
 use crate::metrics;
 
@@ -19,8 +19,10 @@ use crate::metrics;
 )]
 pub async fn scrape(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let backlog = calls::backlog(&state.admin_db).await?;
+    let paid_not_provisioned =
+        stats::paid_not_provisioned(&state.admin_db, state.paid_not_provisioned_after).await?;
     Ok((
         [(CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        state.metrics.render(&backlog),
+        state.metrics.render(&backlog, paid_not_provisioned),
     ))
 }

@@ -96,10 +96,12 @@ pub fn config(database_url: &str, secrets: &[&str]) -> Config {
         webhook_secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
         catalog: Arc::new(test_catalog()),
         stripe_api: None,
+        backfill_every: None,
         settle: Duration::ZERO,
         delivery: None,
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         metrics_public: false,
+        paid_not_provisioned_after: Duration::from_secs(15 * 60),
         background_work: false,
         limits: Limits::default(),
     }
