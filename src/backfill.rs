@@ -45,7 +45,8 @@ impl std::fmt::Display for Report {
         write!(
             f,
             "events since {}: {} listed, {} recovered (stored now), {} already known",
-            self.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            self.since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             self.listed,
             self.stored,
             self.already_known
@@ -134,7 +135,10 @@ impl Backfill {
                 let ids: Vec<&str> = events.iter().map(|(event, _)| event.id.as_str()).collect();
                 let known = runs::known_events(&self.db, &ids).await?;
                 missing.extend(events.into_iter().filter(|(e, _)| !known.contains(&e.id)));
-                after = page.events.last().and_then(|last| decode::text(&last["id"]));
+                after = page
+                    .events
+                    .last()
+                    .and_then(|last| decode::text(&last["id"]));
                 if !page.has_more || after.is_none() {
                     break;
                 }
@@ -263,11 +267,25 @@ mod tests {
             parse_since("2026-11-01T00:00:00Z").unwrap(),
             DateTime::parse_from_rfc3339("2026-11-01T00:00:00+00:00").unwrap()
         );
-        for (text, seconds) in [("72h", 72 * 3600), ("90m", 5400), ("7d", 604_800), ("5s", 5)] {
+        for (text, seconds) in [
+            ("72h", 72 * 3600),
+            ("90m", 5400),
+            ("7d", 604_800),
+            ("5s", 5),
+        ] {
             let ago = Utc::now() - parse_since(text).unwrap();
             assert!((ago.num_seconds() - seconds).abs() <= 1, "{text}: {ago}");
         }
-        for bad in ["", "h", "72", "-3h", "3w", "1.5h", "yesterday", "99999999999999999d"] {
+        for bad in [
+            "",
+            "h",
+            "72",
+            "-3h",
+            "3w",
+            "1.5h",
+            "yesterday",
+            "99999999999999999d",
+        ] {
             assert!(parse_since(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use uchat_billing::backfill::{self, Backfill};
 use uchat_billing::config::{self, Config, Delivery};
+use uchat_billing::db::backfill::StartedBy;
 use uchat_billing::delivery::Worker;
 use uchat_billing::demo::{self, DemoOptions};
 use uchat_billing::env::Env;
@@ -13,10 +15,8 @@ use uchat_billing::plan::Catalog;
 use uchat_billing::sandbox::{self, SandboxConfig};
 use uchat_billing::start_error::{listen, StartError};
 use uchat_billing::startup::{self, Application};
-use uchat_billing::telemetry::LogTo;
-use uchat_billing::backfill::{self, Backfill};
-use uchat_billing::db::backfill::StartedBy;
 use uchat_billing::stripe::api::StripeApi;
+use uchat_billing::telemetry::LogTo;
 use uchat_billing::{db, dry_run, telemetry};
 
 /// Turns Stripe payment events into UChat partner provisioning.

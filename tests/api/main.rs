@@ -2,6 +2,7 @@
 //! module is one area, all on the helpers of `common`.
 
 mod admin;
+mod backfill;
 mod browser;
 mod burst;
 mod cli;
