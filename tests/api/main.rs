@@ -2,6 +2,7 @@
 //! module is one area, all on the helpers of `common`.
 
 mod admin;
+mod alerts;
 mod backfill;
 mod browser;
 mod burst;
