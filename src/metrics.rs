@@ -304,6 +304,23 @@ mod tests {
     }
 
     #[test]
+    fn recovered_events_are_counted_and_paid_orders_without_a_workspace_shown() {
+        let metrics = Metrics::default();
+        metrics.record_recovered(3);
+        metrics.record_recovered(0);
+        let text = metrics.render(&backlog(), 2);
+        assert_eq!(
+            value(&text, "uchat_billing_events_recovered_total"),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(&text, "uchat_billing_paid_not_provisioned"),
+            Some(2.0)
+        );
+        assert!(text.contains("# TYPE uchat_billing_paid_not_provisioned gauge\n"));
+    }
+
+    #[test]
     fn every_family_is_described_before_its_first_series() {
         let text = Metrics::default().render(&backlog(), 0);
         for family in [
