@@ -61,6 +61,13 @@ pub const STRIPE_API_BASE: Var = Var {
     unset: Unset::Default(api::DEFAULT_BASE),
     meaning: "the Stripe API (tests point it at a local fake)",
 };
+pub const STRIPE_BACKFILL_SECS: Var = Var {
+    name: "STRIPE_BACKFILL_SECS",
+    unset: Unset::Default("3600"),
+    meaning: "with `STRIPE_API_KEY`, how often `serve` reads Stripe's event list (also at start) \
+              and stores the events the webhook never delivered, from the newest stored event \
+              less an hour; `0` turns it off",
+};
 pub const EVENT_SETTLE_MS: Var = Var {
     name: "EVENT_SETTLE_MS",
     unset: Unset::Default("1000"),
@@ -145,6 +152,13 @@ pub const CONSOLE_SECURE_COOKIE: Var = Var {
     unset: Unset::Default("true"),
     meaning: "marks the console's session cookie `Secure`, so browsers send it over HTTPS \
               only; `false` to use the console over plain HTTP (on a trusted network)",
+};
+
+pub const PAID_NOT_PROVISIONED_MINUTES: Var = Var {
+    name: "PAID_NOT_PROVISIONED_MINUTES",
+    unset: Unset::Default("15"),
+    meaning: "an order paid this long ago without a workspace counts in the \
+              `uchat_billing_paid_not_provisioned` gauge",
 };
 pub const HTTP_HEADER_TIMEOUT_SECS: Var = Var {
     name: "HTTP_HEADER_TIMEOUT_SECS",
@@ -255,6 +269,7 @@ pub const VARIABLES: &[Var] = &[
     CATALOG_PATH,
     STRIPE_API_KEY,
     STRIPE_API_BASE,
+    STRIPE_BACKFILL_SECS,
     EVENT_SETTLE_MS,
     UCHAT_API_BASE,
     UCHAT_API_TOKEN,
@@ -270,6 +285,7 @@ pub const VARIABLES: &[Var] = &[
     ADMIN_TOKEN,
     METRICS_PUBLIC,
     CONSOLE_SECURE_COOKIE,
+    PAID_NOT_PROVISIONED_MINUTES,
     HTTP_HEADER_TIMEOUT_SECS,
     HTTP_KEEP_ALIVE_SECS,
     HTTP_BODY_TIMEOUT_SECS,
@@ -329,6 +345,8 @@ pub struct Config {
     pub webhook_secrets: Vec<Secret>,
     pub catalog: Arc<Catalog>,
     pub stripe_api: Option<StripeApi>,
+    /// How often `serve` backfills from Stripe's event list; `None`: never.
+    pub backfill_every: Option<Duration>,
     pub settle: Duration,
     /// Where and how to deliver partner calls; `None` without `UCHAT_API_TOKEN`.
     pub delivery: Option<Delivery>,
@@ -340,6 +358,8 @@ pub struct Config {
     pub metrics_public: bool,
     /// Mark the console's session cookie `Secure` (HTTPS only).
     pub console_secure_cookie: bool,
+    /// How long after payment an order without a workspace counts as not provisioned.
+    pub paid_not_provisioned_after: Duration,
     /// Run the event processor (and delivery, if configured) inside `serve`
     /// (`PROCESS_EVENTS`). Tests turn it off to drive them themselves.
     pub background_work: bool,
@@ -491,9 +511,14 @@ impl Config {
             .map_err(|problem| env.report(problem))
             .ok();
 
-        let stripe_api = env
-            .get(&STRIPE_API_KEY)
-            .map(|key| StripeApi::new(&env.text(&STRIPE_API_BASE), Secret::new(key)));
+        let stripe_api = stripe_api(env);
+
+        let backfill_secs: u64 = env.parse(
+            &STRIPE_BACKFILL_SECS,
+            |_| true,
+            |name, _| format!("{name} must be a whole number of seconds (0 turns it off)"),
+        );
+        let backfill_every = (backfill_secs > 0).then(|| Duration::from_secs(backfill_secs));
 
         let settle = Duration::from_millis(env.parse(
             &EVENT_SETTLE_MS,
@@ -511,6 +536,7 @@ impl Config {
         let admin_token = admin_token(env);
         let metrics_public = flag(env, &METRICS_PUBLIC);
         let console_secure_cookie = flag(env, &CONSOLE_SECURE_COOKIE);
+        let paid_minutes: u64 = positive(env, &PAID_NOT_PROVISIONED_MINUTES);
         let limits = Limits::read(env);
         let store = StoreSettings::read(env, stripe_api.is_some());
         let reconcile = ReconcileSettings::read(env);
@@ -522,12 +548,14 @@ impl Config {
             webhook_secrets,
             catalog: Arc::new(catalog?),
             stripe_api,
+            backfill_every,
             settle,
             delivery,
             credit_poll,
             admin_token,
             metrics_public,
             console_secure_cookie,
+            paid_not_provisioned_after: Duration::from_secs(paid_minutes.saturating_mul(60)),
             background_work,
             limits,
             store,
@@ -535,6 +563,12 @@ impl Config {
             uchat_webhook_token,
         })
     }
+}
+
+/// Stripe's API, when `STRIPE_API_KEY` is set.
+pub fn stripe_api(env: &Env) -> Option<StripeApi> {
+    env.get(&STRIPE_API_KEY)
+        .map(|key| StripeApi::new(&env.text(&STRIPE_API_BASE), Secret::new(key)))
 }
 
 /// `DATABASE_URL`, checked: a `postgres://` (or `postgresql://`) URL the driver accepts.
@@ -957,6 +991,37 @@ mod tests {
             "WEBHOOK_CONCURRENCY must be a positive whole number"
         );
         assert!(errors.0[2].starts_with("MAX_CONNECTIONS (100000000) plus 256"));
+    }
+
+    #[test]
+    fn the_backfill_runs_hourly_unless_turned_off_and_paid_orders_get_15_minutes() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("STRIPE_WEBHOOK_SECRET", "whsec_abc")];
+            all.extend_from_slice(pairs);
+            Config::from_lookup(lookup(&all))
+        };
+        let config = with(&[]).unwrap();
+        assert_eq!(config.backfill_every, Some(Duration::from_secs(3600)));
+        assert_eq!(config.paid_not_provisioned_after, Duration::from_secs(900));
+        let config = with(&[
+            ("STRIPE_BACKFILL_SECS", "0"),
+            ("PAID_NOT_PROVISIONED_MINUTES", "30"),
+        ])
+        .unwrap();
+        assert_eq!(config.backfill_every, None);
+        assert_eq!(config.paid_not_provisioned_after, Duration::from_secs(1800));
+        let errors = with(&[
+            ("STRIPE_BACKFILL_SECS", "hourly"),
+            ("PAID_NOT_PROVISIONED_MINUTES", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            errors.0,
+            [
+                "STRIPE_BACKFILL_SECS must be a whole number of seconds (0 turns it off)",
+                "PAID_NOT_PROVISIONED_MINUTES must be a positive whole number"
+            ]
+        );
     }
 
     #[test]

@@ -173,6 +173,7 @@ async fn demonstrate(
         webhook_secrets: vec![webhook_secret.clone()],
         catalog: Arc::new(Catalog::parse_named("catalog.example.toml", CATALOG)?),
         stripe_api: None,
+        backfill_every: None,
         settle: Duration::from_millis(200),
         delivery: Some(Delivery {
             partner: PartnerClient::new(&sandbox_url, Secret::new(sandbox_token.clone()), timeout)?,
@@ -182,6 +183,7 @@ async fn demonstrate(
         admin_token: Some(Secret::new(admin_token.clone())),
         metrics_public: false,
         console_secure_cookie: false,
+        paid_not_provisioned_after: Duration::from_secs(15 * 60),
         background_work: true,
         limits: Limits::default(),
         store: None,

@@ -12,6 +12,7 @@ macro_rules! display_as_serialized {
     )+};
 }
 
+pub mod backfill;
 pub mod catalog_online;
 pub mod config;
 pub mod credit;
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod dry_run;
 pub mod env;
 pub mod http;
+pub mod intake;
 pub mod metrics;
 pub mod partner;
 pub mod plan;

@@ -3,9 +3,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use uchat_billing::backfill::{self, Backfill};
 use uchat_billing::catalog_online::PartnerLists;
 use uchat_billing::config::{self, Config, Delivery};
+use uchat_billing::db::backfill::StartedBy;
 use uchat_billing::delivery::Worker;
 use uchat_billing::demo::{self, DemoOptions};
 use uchat_billing::env::Env;
@@ -15,6 +18,7 @@ use uchat_billing::reconcile::{Reconciler, Scope};
 use uchat_billing::sandbox::{self, SandboxConfig};
 use uchat_billing::start_error::{listen, StartError};
 use uchat_billing::startup::{self, Application};
+use uchat_billing::stripe::api::StripeApi;
 use uchat_billing::telemetry::LogTo;
 use uchat_billing::{db, dry_run, telemetry};
 
@@ -83,6 +87,16 @@ enum Command {
         /// Stripe event JSON files.
         #[arg(required = true)]
         events: Vec<PathBuf>,
+    },
+    /// Recover the Stripe events the webhook never delivered: list Stripe's events (of the
+    /// types the service acts on) and store those not stored yet, marked recovered; a
+    /// running `serve` applies them. Needs STRIPE_API_KEY. Running it twice changes nothing.
+    Backfill {
+        /// From when: a time (2026-11-01T00:00:00Z) or a span back from now (72h, 90m, 7d)
+        /// [default: the newest stored event less an hour; with none, all Stripe keeps
+        /// (30 days)].
+        #[arg(long, value_parser = backfill::parse_since)]
+        since: Option<DateTime<Utc>>,
     },
     /// Set, show or remove the URL UChat posts its partner events to (needs
     /// UCHAT_API_TOKEN; `register` also PUBLIC_BASE_URL and UCHAT_WEBHOOK_TOKEN).
@@ -154,6 +168,11 @@ enum Job {
         scope: Scope,
         repair: bool,
         json: bool,
+    },
+    Backfill {
+        database_url: String,
+        stripe: StripeApi,
+        since: Option<DateTime<Utc>>,
     },
 }
 
@@ -239,6 +258,17 @@ impl Job {
                     json,
                 }
             }
+            Command::Backfill { since } => Job::Backfill {
+                database_url: config::database_url(env),
+                stripe: config::stripe_api(env).or_else(|| {
+                    env.report(format!(
+                        "{} is required to list Stripe's events",
+                        config::STRIPE_API_KEY.name
+                    ));
+                    None
+                })?,
+                since,
+            },
         })
     }
 }
@@ -306,6 +336,11 @@ async fn main() -> ExitCode {
             Ok(code) => return code,
             Err(error) => Err(error),
         },
+        Job::Backfill {
+            database_url,
+            stripe,
+            since,
+        } => recover_events(&database_url, stripe, since).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -436,6 +471,26 @@ async fn run_sandbox(bind: SocketAddr, config: SandboxConfig) -> anyhow::Result<
 async fn migrate(database_url: &str) -> anyhow::Result<()> {
     prepare(database_url).await?;
     tracing::info!("database is up to date");
+    Ok(())
+}
+
+async fn recover_events(
+    database_url: &str,
+    stripe: StripeApi,
+    since: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    prepare(database_url).await?;
+    let pool = db::pool(database_url, 2)?;
+    let backfill = Backfill::new(pool, stripe);
+    let since = match since {
+        Some(since) => since,
+        None => backfill
+            .default_since()
+            .await?
+            .unwrap_or_else(|| Utc::now() - backfill::STRIPE_KEEPS_EVENTS),
+    };
+    let report = backfill.run(since, StartedBy::Command).await?;
+    println!("{report}");
     Ok(())
 }
 

@@ -75,6 +75,7 @@ pub struct Metrics {
     /// The partner's credit balance as last read; `None` until a read succeeds, so that
     /// no made-up zero sets off a low-credit alert.
     partner_credit: Mutex<Option<f64>>,
+    events_recovered: Counter,
 }
 
 impl Default for Metrics {
@@ -83,6 +84,7 @@ impl Default for Metrics {
         let webhook_latency = latency();
         let partner_calls = Family::default();
         let partner_latency: LatencyFamily<KindLabel> = Family::new_with_constructor(latency);
+        let events_recovered = Counter::default();
         let mut registry = Registry::default();
         // Counters are named without `_total`: the encoder adds it. Help texts without
         // the final period: the registry adds it.
@@ -106,6 +108,11 @@ impl Default for Metrics {
             "UChat Partner API call latency, by call kind",
             Described(partner_latency.clone()),
         );
+        registry.register(
+            "uchat_billing_events_recovered",
+            "Stripe events the webhook never delivered, stored by this process's backfills",
+            events_recovered.clone(),
+        );
         Metrics {
             registry,
             webhooks,
@@ -113,6 +120,7 @@ impl Default for Metrics {
             partner_calls,
             partner_latency,
             partner_credit: Mutex::new(None),
+            events_recovered,
         }
     }
 }
@@ -159,8 +167,14 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner()) = Some(credit);
     }
 
-    /// Everything in Prometheus' text format, with the backlog gauges read just now.
-    pub fn render(&self, backlog: &Backlog) -> String {
+    /// Events a backfill recovered.
+    pub fn record_recovered(&self, events: usize) {
+        self.events_recovered.inc_by(events as u64);
+    }
+
+    /// Everything in Prometheus' text format, with the gauges read just now: the backlog,
+    /// and the orders paid but not provisioned in time.
+    pub fn render(&self, backlog: &Backlog, paid_not_provisioned: i64) -> String {
         let mut gauges = Registry::default();
         gauges.register(
             "uchat_billing_calls_due",
@@ -193,6 +207,11 @@ impl Metrics {
                 ConstGauge::new(credit),
             );
         }
+        gauges.register(
+            "uchat_billing_paid_not_provisioned",
+            "Orders paid (or trialing) longer ago than PAID_NOT_PROVISIONED_MINUTES that have no workspace yet",
+            ConstGauge::new(paid_not_provisioned),
+        );
         let mut text = String::new();
         for registry in [&self.registry, &gauges] {
             prometheus_text::encode(&mut text, registry).expect("writing to a String cannot fail");
@@ -255,7 +274,7 @@ mod tests {
         metrics.record_partner_call(create, succeeded, Duration::from_millis(700));
         metrics.record_partner_call(create, retry, Duration::from_secs(40));
         metrics.record_partner_call(pause, AttemptOutcome::Dead, Duration::from_millis(2));
-        let text = metrics.render(&backlog());
+        let text = metrics.render(&backlog(), 0);
 
         let calls = "uchat_billing_partner_calls_total";
         assert_eq!(
@@ -304,7 +323,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.record_webhook(Some("invoice.paid"), "stored", Duration::from_millis(4));
         metrics.record_webhook(Some("invoice.paid"), "duplicate", Duration::from_millis(3));
-        let text = metrics.render(&backlog());
+        let text = metrics.render(&backlog(), 0);
 
         assert_eq!(
             value(
@@ -334,8 +353,25 @@ mod tests {
     }
 
     #[test]
+    fn recovered_events_are_counted_and_paid_orders_without_a_workspace_shown() {
+        let metrics = Metrics::default();
+        metrics.record_recovered(3);
+        metrics.record_recovered(0);
+        let text = metrics.render(&backlog(), 2);
+        assert_eq!(
+            value(&text, "uchat_billing_events_recovered_total"),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(&text, "uchat_billing_paid_not_provisioned"),
+            Some(2.0)
+        );
+        assert!(text.contains("# TYPE uchat_billing_paid_not_provisioned gauge\n"));
+    }
+
+    #[test]
     fn every_family_is_described_before_its_first_series() {
-        let text = Metrics::default().render(&backlog());
+        let text = Metrics::default().render(&backlog(), 0);
         for family in [
             "uchat_billing_webhooks_total counter",
             "uchat_billing_webhook_duration_seconds histogram",
@@ -351,9 +387,9 @@ mod tests {
     fn the_partner_credit_is_shown_once_read() {
         let metrics = Metrics::default();
         let gauge = "uchat_billing_partner_credit";
-        assert_eq!(value(&metrics.render(&backlog()), gauge), None);
+        assert_eq!(value(&metrics.render(&backlog(), 0), gauge), None);
         metrics.set_partner_credit(250.75);
-        let text = metrics.render(&backlog());
+        let text = metrics.render(&backlog(), 0);
         assert_eq!(value(&text, gauge), Some(250.75));
         assert!(text.contains(&format!("# TYPE {gauge} gauge\n")), "{text}");
     }
@@ -365,7 +401,7 @@ mod tests {
             metrics.record_webhook(Some(event_type), "stored", Duration::ZERO);
         }
         metrics.record_webhook(None, "rejected", Duration::ZERO);
-        let text = metrics.render(&backlog());
+        let text = metrics.render(&backlog(), 0);
         let mut series: Vec<&str> = text
             .lines()
             .filter(|line| line.starts_with("uchat_billing_webhooks_total{"))

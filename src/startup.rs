@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::backfill::{self, Backfill};
 use crate::config::{Config, BIND_ADDR, DATABASE_URL};
 use crate::db::Pools;
 use crate::delivery::Worker;
@@ -32,6 +33,8 @@ pub struct Application {
     worker: Option<Worker>,
     /// The partner whose credit is read into its gauge, and how often.
     credit_poll: Option<(PartnerClient, Duration)>,
+    /// `serve`'s own backfill and how often it runs, with `STRIPE_API_KEY`.
+    backfill: Option<(Backfill, Duration)>,
     background_work: bool,
     /// How often the whole reconciliation runs; `None`: never by itself.
     reconcile_every: Option<std::time::Duration>,
@@ -68,8 +71,8 @@ impl Application {
             .as_ref()
             .map_or(0, |delivery| delivery.settings.concurrency);
         // One for each processor loop and each call in flight; one for the worker's own
-        // claims and one for folding the status counts.
-        let work_connections = (PROCESSOR_LOOPS + delivery_connections + 2) as u32;
+        // claims, one for folding the status counts and one for the backfill.
+        let work_connections = (PROCESSOR_LOOPS + delivery_connections + 3) as u32;
         let pools = Pools::new(&config.database_url, &config.limits.pools, work_connections)?;
         if config.admin_token.is_none() {
             tracing::warn!(
@@ -92,6 +95,11 @@ impl Application {
             )
         });
         let reconciler = Reconciler::of(config)?;
+        let backfill = config
+            .stripe_api
+            .clone()
+            .zip(config.backfill_every)
+            .map(|(stripe, every)| (Backfill::new(pools.work.clone(), stripe), every));
         let limits = config.limits.server.clone();
         let store =
             config
@@ -118,6 +126,7 @@ impl Application {
                 let partner = config.delivery.as_ref().map(|d| d.partner.clone());
                 Arc::new(Console::new(token, config.console_secure_cookie, partner))
             }),
+            paid_not_provisioned_after: config.paid_not_provisioned_after,
             // Dry runs read through the admin pool, not the processor's.
             processor: processor.reading_from(pools.admin.clone()),
             admin_db: pools.admin,
@@ -137,6 +146,7 @@ impl Application {
                 .as_ref()
                 .filter(|_| !config.credit_poll.is_zero())
                 .map(|delivery| (delivery.partner.clone(), config.credit_poll)),
+            backfill,
             background_work: config.background_work,
             reconcile_every: config.reconcile.every,
         })
@@ -206,6 +216,15 @@ impl Application {
                 None => tracing::warn!(
                     "UCHAT_API_TOKEN is not set: partner calls are planned but not delivered"
                 ),
+            }
+            if let Some((backfill, every)) = self.backfill {
+                tasks.spawn(backfill::keep_backfilling(
+                    backfill,
+                    every,
+                    self.state.metrics.clone(),
+                    self.processor.arrivals(),
+                    stopped.clone(),
+                ));
             }
         }
         let grace = self.limits.shutdown_grace;

@@ -1,5 +1,5 @@
 //! What the pipeline did over the last hours, for the console's charts. Each query reads
-//! one index range bounded by `since` (`migrations/0013_console_charts.sql`), so its cost
+//! one index range bounded by `since` (`migrations/0012_console_charts.sql`), so its cost
 //! follows the traffic of the window, not the size of the tables.
 
 use chrono::{DateTime, Utc};

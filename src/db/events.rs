@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use utoipa::ToSchema;
 
 use super::Change;
@@ -12,11 +12,13 @@ use crate::stripe::decode::{self, Event};
 /// Stores an event unless one with its id is already stored. Returns whether it was new.
 /// The raw body is kept byte for byte; its `jsonb` copy lacks any NUL (see
 /// [`decode::storable_json`]). A trigger puts a pending event's order keys in the queue.
+/// `recovered`: a backfill found it in Stripe's event list; the webhook never brought it.
 pub async fn insert(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     event: &Event,
     raw_body: &str,
     acted_on: bool,
+    recovered: bool,
 ) -> Result<bool, sqlx::Error> {
     let status = if acted_on {
         EventStatus::Pending
@@ -26,8 +28,8 @@ pub async fn insert(
     let inserted = sqlx::query(
         "INSERT INTO events
              (stripe_event_id, event_type, api_version, livemode, stripe_created, raw_body, payload,
-              status, order_keys)
-         VALUES ($1, $2, $3, $4, $5, $6, $9::jsonb, $7, $8)
+              status, order_keys, recovered)
+         VALUES ($1, $2, $3, $4, $5, $6, $9::jsonb, $7, $8, $10)
          ON CONFLICT (stripe_event_id) DO NOTHING",
     )
     .bind(&event.id)
@@ -39,7 +41,8 @@ pub async fn insert(
     .bind(status)
     .bind(event.order_links())
     .bind(decode::storable_json(raw_body).as_ref())
-    .execute(pool)
+    .bind(recovered)
+    .execute(db)
     .await?
     .rows_affected();
     Ok(inserted == 1)
@@ -237,10 +240,12 @@ pub struct EventRecord {
     pub error: Option<String>,
     pub attempts: i32,
     pub order_id: Option<i64>,
+    /// Found by a backfill in Stripe's event list: the webhook never delivered it.
+    pub recovered: bool,
 }
 
 const RECORD_COLUMNS: &str = "e.id, e.stripe_event_id, e.event_type, e.stripe_created AS created,
-     e.received_at, e.processed_at, e.status, e.error, e.attempts, e.order_id";
+     e.received_at, e.processed_at, e.status, e.error, e.attempts, e.order_id, e.recovered";
 
 /// An order's events: those applied to it, and those that carry one of its Stripe ids but
 /// were not applied (failed, or still pending), in the order they arrived.

@@ -1,6 +1,7 @@
 //! Every SQL query, grouped by table. Schema lives in `migrations/`.
 
 pub mod activity;
+pub mod backfill;
 pub mod calls;
 pub mod events;
 pub mod orders;

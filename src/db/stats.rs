@@ -80,3 +80,18 @@ pub async fn keep_folded(pool: PgPool, mut stop: watch::Receiver<bool>) {
         }
     }
 }
+
+/// Counts the orders due a workspace (paid, or trialing) for longer than `$1` seconds
+/// that have none yet: its predicate is the index `orders_awaiting_workspace`'s, so it
+/// reads only orders waiting for their workspace (a test checks the plan).
+pub const PAID_NOT_PROVISIONED: &str = "SELECT count(*) FROM orders
+     WHERE workspace_id IS NULL AND COALESCE(blocked_status, status) IN ('active', 'paused')
+       AND paid_at < now() - make_interval(secs => $1)";
+
+/// [`PAID_NOT_PROVISIONED`], for orders paid longer than `after` ago.
+pub async fn paid_not_provisioned(pool: &PgPool, after: Duration) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(PAID_NOT_PROVISIONED)
+        .bind(after.as_secs_f64())
+        .fetch_one(pool)
+        .await
+}

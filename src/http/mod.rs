@@ -52,6 +52,8 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     pub metrics_public: bool,
     pub metrics: Arc<Metrics>,
+    /// How long after payment an order without a workspace counts in `/metrics`.
+    pub paid_not_provisioned_after: std::time::Duration,
     /// For dry runs: the processor's own reads and planning.
     pub processor: Processor,
     /// The operator console; `None` (its routes answer 404) without an admin token.

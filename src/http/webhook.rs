@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::intake::{self, Stored, Via};
 use crate::stripe::decode::{self, Event};
 use crate::stripe::signature;
 
@@ -39,25 +40,24 @@ pub async fn receive(
         }
     };
     let raw_body = std::str::from_utf8(&body).expect("parse_event checked UTF-8");
-    let acted_on = decode::acts_on(&event.event_type);
-    let stored = crate::db::events::insert(&state.intake_db, &event, raw_body, acted_on).await;
+    let stored = intake::store(&state.intake_db, &event, raw_body, Via::Webhook).await;
     let outcome = match stored {
-        Ok(true) => "stored",
-        Ok(false) => "duplicate",
+        Ok(Stored { new: true, .. }) => "stored",
+        Ok(Stored { new: false, .. }) => "duplicate",
         Err(_) => "error",
     };
     state
         .metrics
         .record_webhook(Some(&event.event_type), outcome, started.elapsed());
-    let new = stored?;
-    if new && acted_on {
+    let stored = stored?;
+    if stored.wakes_processor() {
         state.processor.arrivals().notify_one();
     }
     tracing::info!(
         event_id = %event.id,
         event_type = %event.event_type,
-        new,
-        acted_on,
+        new = stored.new,
+        acted_on = stored.acted_on,
         "webhook stored"
     );
     Ok(Json(json!({ "received": true })))

@@ -145,6 +145,8 @@ pub struct HostedSession {
     pub id: String,
     pub url: String,
 }
+/// The most event types one request of the event list may filter by (Stripe's limit).
+pub const MAX_EVENT_TYPES: usize = 20;
 
 /// One page of the event list, newest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,10 +250,25 @@ impl StripeApi {
         })
     }
 
-    /// One page of the account's events, newest first, after `starting_after` (an event
-    /// id) when given: what the webhook may not have delivered.
-    pub async fn events(&self, starting_after: Option<&str>) -> Result<EventPage, StripeApiError> {
-        let mut request = stripe_core::event::ListEvent::new().limit(100);
+    /// One page of the account's events of `types` (at most [`MAX_EVENT_TYPES`]) created
+    /// at or after `since` (seconds since the epoch), newest first, after `starting_after`
+    /// (an event id) when given: what the webhook may not have delivered.
+    pub async fn events(
+        &self,
+        types: &[&str],
+        since: i64,
+        starting_after: Option<&str>,
+    ) -> Result<EventPage, StripeApiError> {
+        if types.len() > MAX_EVENT_TYPES {
+            return Err(StripeApiError::Refused(format!(
+                "Stripe filters events by at most {MAX_EVENT_TYPES} types at once, not {}",
+                types.len()
+            )));
+        }
+        let mut request = stripe_core::event::ListEvent::new()
+            .limit(100)
+            .created(stripe_types::RangeQueryTs::gte(since))
+            .types(types.iter().map(|t| t.to_string()).collect::<Vec<_>>());
         if let Some(after) = starting_after {
             request = request.starting_after(StripeId::parse(after)?.to_string());
         }

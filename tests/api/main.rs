@@ -2,6 +2,8 @@
 //! module is one area, all on the helpers of `common`.
 
 mod admin;
+mod alerts;
+mod backfill;
 mod browser;
 mod burst;
 mod check_catalog_online;

@@ -254,6 +254,9 @@ async fn the_event_list_is_read_a_page_at_a_time() {
         .and(path("/v1/events"))
         .and(query_param("limit", "100"))
         .and(query_param("starting_after", "evt_2"))
+        .and(query_param("created[gte]", "1700000000"))
+        .and(query_param("types[0]", "invoice.paid"))
+        .and(query_param("types[1]", "charge.refunded"))
         .and(header("authorization", "Bearer rk_test_events"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "object": "list", "has_more": true,
@@ -263,11 +266,18 @@ async fn the_event_list_is_read_a_page_at_a_time() {
         .mount(&server)
         .await;
     let api = StripeApi::new(&server.uri(), Secret::new("rk_test_events"));
-    let page = api.events(Some("evt_2")).await.unwrap();
+    let types = ["invoice.paid", "charge.refunded"];
+    let page = api
+        .events(&types, 1_700_000_000, Some("evt_2"))
+        .await
+        .unwrap();
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0]["id"], "evt_1");
     assert!(page.has_more);
-    let invalid = api.events(Some("evt_2&limit=1")).await.unwrap_err();
+    let invalid = api
+        .events(&types, 1_700_000_000, Some("evt_2&limit=1"))
+        .await
+        .unwrap_err();
     assert!(
         invalid.to_string().contains("is not a Stripe id"),
         "{invalid}"

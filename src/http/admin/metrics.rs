@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 
-use crate::db::{self, calls};
+use crate::db::{self, calls, stats};
 use crate::http::{ApiError, AppState};
 use crate::metrics;
 
@@ -19,7 +19,9 @@ use crate::metrics;
 )]
 pub async fn scrape(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let backlog = calls::backlog(&state.admin_db).await?;
-    let mut text = state.metrics.render(&backlog);
+    let paid_not_provisioned =
+        stats::paid_not_provisioned(&state.admin_db, state.paid_not_provisioned_after).await?;
+    let mut text = state.metrics.render(&backlog, paid_not_provisioned);
     let mut conn = state.admin_db.acquire().await?;
     text.push_str(&metrics::render_watch(&metrics::Watch {
         orders_in_drift: db::reconcile::orders_in_drift(&state.admin_db).await?,

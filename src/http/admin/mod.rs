@@ -6,6 +6,7 @@
 //! route the other lacks (`clippy.toml` forbids the `OpenApiRouter` methods that would
 //! add an undocumented one).
 
+mod backfill;
 mod calls;
 mod dry_run;
 mod events;
@@ -59,7 +60,7 @@ const SECURITY_SCHEME: &str = "admin_token";
     tags(
         (name = "orders", description = "Orders and their timelines"),
         (name = "calls", description = "Partner calls: list, retry, cancel"),
-        (name = "events", description = "Stripe events: reprocess, dry run"),
+        (name = "events", description = "Stripe events: reprocess, dry run, backfill"),
         (name = "stats", description = "Counts, backlog and Prometheus metrics"),
         (name = "meta", description = "This document"),
     )
@@ -87,6 +88,7 @@ fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::retry))
         .routes(routes!(calls::cancel))
         .routes(routes!(events::reprocess))
+        .routes(routes!(backfill::last_run))
         .routes(routes!(dry_run::dry_run))
         .routes(routes!(stats::show))
         .routes(routes!(reconcile::last, reconcile::run))

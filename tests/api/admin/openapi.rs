@@ -42,6 +42,7 @@ async fn the_openapi_document_is_valid_3_1_and_lists_every_admin_route() {
         "POST /admin/calls/{id}/retry",
         "POST /admin/calls/{id}/cancel",
         "POST /admin/events/{id}/reprocess",
+        "GET /admin/backfill",
         "POST /admin/dry-run",
         "GET /admin/stats",
         "GET /admin/reconcile",

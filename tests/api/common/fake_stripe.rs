@@ -18,9 +18,14 @@ use super::{spawn_app_with, TestApp};
 /// What the fake Stripe knows and saw.
 #[derive(Default)]
 pub struct Account {
+    /// The fake's URL, for a `StripeApi` or `STRIPE_API_BASE` of the test's own.
+    pub base: String,
     /// Objects by the path that retrieves them (`/v1/subscriptions/sub_1`), or lists
     /// by path and query. A `POST` is answered from the key `POST /v1/...`.
     pub objects: BTreeMap<String, Value>,
+    /// The account's events, which `GET /v1/events` lists as Stripe does: newest first,
+    /// filtered by `types[]` and `created[gte]`, paged by `limit` and `starting_after`.
+    pub events: Vec<Value>,
     /// Every request, path and query as received (a `POST` as `POST /v1/...`).
     pub requests: Vec<String>,
     /// The form bodies of `POST` requests, with their path, in order.
@@ -62,6 +67,9 @@ async fn answer(
     };
     account.requests.push(key.clone());
     account.in_transaction.push(open);
+    if method == Method::GET && uri.path() == "/v1/events" {
+        return (StatusCode::OK, Json(list_events(&account.events, &uri)));
+    }
     match account.objects.get(&key) {
         Some(object) => (StatusCode::OK, Json(object.clone())),
         None => (
@@ -71,6 +79,43 @@ async fn answer(
             ),
         ),
     }
+}
+
+/// A page of `events` as Stripe's event list answers `uri`'s query.
+fn list_events(events: &[Value], uri: &Uri) -> Value {
+    let query: Vec<(String, String)> = reqwest::Url::parse(&format!("http://stripe{uri}"))
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let types: Vec<&str> = query
+        .iter()
+        .filter(|(key, _)| key.starts_with("types["))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    let since: i64 = param("created[gte]").map_or(0, |v| v.parse().unwrap());
+    let limit: usize = param("limit").map_or(10, |v| v.parse().unwrap());
+    let mut listed: Vec<&Value> = events
+        .iter()
+        .filter(|event| types.is_empty() || types.contains(&event["type"].as_str().unwrap()))
+        .filter(|event| event["created"].as_i64().unwrap() >= since)
+        .collect();
+    listed.sort_by_key(|event| std::cmp::Reverse(event["created"].as_i64().unwrap()));
+    if let Some(after) = param("starting_after") {
+        let position = listed
+            .iter()
+            .position(|event| event["id"] == after.as_str());
+        listed.drain(..=position.expect("starting_after names a listed event"));
+    }
+    let has_more = listed.len() > limit;
+    listed.truncate(limit);
+    json!({"object": "list", "url": "/v1/events", "has_more": has_more, "data": listed})
 }
 
 /// Path and query with the brackets of Stripe's list filters decoded, as keys are written.
@@ -90,12 +135,16 @@ pub async fn spawn_with_stripe_and(
 ) -> (TestApp, Arc<Mutex<Account>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = spawn_app_with(move |config| {
-        config.stripe_api = Some(StripeApi::new(&base, Secret::new("rk_test_fake")));
-        configure(config);
+    let app = spawn_app_with({
+        let base = base.clone();
+        move |config| {
+            config.stripe_api = Some(StripeApi::new(&base, Secret::new("rk_test_fake")));
+            configure(config);
+        }
     })
     .await;
     let account = Arc::new(Mutex::new(Account {
+        base,
         objects: objects
             .iter()
             .map(|(key, object)| (key.to_string(), object.clone()))
