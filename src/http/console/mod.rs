@@ -10,6 +10,7 @@ mod chart;
 mod credit;
 mod orders;
 mod overview;
+mod reconcile;
 mod session;
 mod sign_in;
 mod view;
@@ -70,6 +71,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/orders", get(orders::list))
         .route("/console/orders/{id}", get(orders::show))
+        .route("/console/orders/{id}/reconcile", post(reconcile::run))
         .route("/console/events/{id}/reprocess", post(orders::reprocess))
         .route("/console/calls", get(calls::list))
         .route("/console/calls/{id}/retry", post(calls::retry))

@@ -149,11 +149,12 @@ pub async fn show(
         &format!("Order {id}"),
         Section::Orders,
         Some(&operator),
-        order_page(&operator, &detail),
+        order_page(&operator, &detail, state.reconciler.is_some()),
     ))
 }
 
-fn order_page(operator: &Operator, detail: &OrderDetail) -> Markup {
+/// `reconcilable`: a partner to read is configured, so the order can be reconciled.
+fn order_page(operator: &Operator, detail: &OrderDetail, reconcilable: bool) -> Markup {
     let order = &detail.order;
     let summary = &order.summary;
     // Only then can a processed event be reprocessed (see `db::events::reprocess`).
@@ -177,6 +178,7 @@ fn order_page(operator: &Operator, detail: &OrderDetail) -> Markup {
                 dt { "Created" } dd { (view::time(summary.created_at)) }
                 dt { "Last activity" } dd { (view::time(summary.updated_at)) }
             }
+            @if reconcilable { (super::reconcile::button(operator, summary.id)) }
             @if !order.notes.is_empty() {
                 h3 { "Notes" }
                 ul { @for note in &order.notes { li { (note) } } }

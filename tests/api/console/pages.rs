@@ -279,3 +279,49 @@ async fn the_overview_shows_the_partner_credit_and_what_is_stuck() {
         r#"<a href="/console/calls?status=dead">1</a>"#
     ));
 }
+
+/// An order's page reconciles it with UChat: a workspace changed by hand shows as drift,
+/// and the repair it offers queues the corrective calls, which the worker delivers.
+#[tokio::test]
+async fn an_order_page_reconciles_and_repairs_through_the_queue() {
+    let (base, sandbox) = spawn_sandbox(Faults::default()).await;
+    let app = spawn_app_delivering_to(&base).await;
+    app.run_events(&story::story_sale(&[("price_business", 1)]))
+        .await;
+    let order: i64 = sqlx::query_scalar("SELECT id FROM orders")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let workspace = sandbox.workspaces()[0].id;
+    assert!(sandbox.edit_workspace(workspace, |w| w.plan = "free".into()));
+    let operator = Operator::signed_in(&app).await;
+    let page = format!("/console/orders/{order}");
+    let action = format!("/console/orders/{order}/reconcile");
+    assert!(has(&operator.get(&page).await, &action));
+
+    let report = operator.submit(&page, &action, &[]).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    assert!(has(&report, "1 drift"), "{}", report.body);
+    assert!(
+        has(&report, "<td>plan</td><td>UChat</td>"),
+        "{}",
+        report.body
+    );
+    assert!(has(&report, "Repair UChat through the queue"));
+    assert_eq!(
+        sandbox.workspaces()[0].plan,
+        "free",
+        "a report changes nothing"
+    );
+
+    let repaired = operator.submit(&page, &action, &[("repair", "true")]).await;
+    assert!(
+        has(&repaired, "Queued to repair: change-plan"),
+        "{}",
+        repaired.body
+    );
+    app.deliver_all().await;
+    assert_eq!(sandbox.workspaces()[0].plan, "business");
+    let again = operator.submit(&page, &action, &[]).await;
+    assert!(has(&again, "Stripe and UChat agree"), "{}", again.body);
+}
