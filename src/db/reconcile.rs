@@ -1,4 +1,4 @@
-//! What reconciliation reads (the live orders, by workspace) and writes (its reports).
+//! What reconciliation reads (the live orders, a page at a time) and writes (its reports).
 
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
@@ -12,23 +12,43 @@ pub struct LiveOrder {
     pub provisioned: Value,
     /// A call of the order is not finished: its state is on its way, not drift.
     pub in_flight: bool,
+    /// One of the page's orders, not another order of one of their workspaces.
+    pub in_page: bool,
 }
 
-/// Orders that have not ended, oldest first; with `workspace`, only that workspace's.
-pub async fn live_orders(
+/// The next `limit` live orders after order `after` (by id; with `workspace` or `order`,
+/// only that workspace's or that order), and with them every other live order of their
+/// workspaces, whose add-ons count with theirs; by id. Empty after the last page.
+pub async fn live_orders_page(
     pool: &PgPool,
     workspace: Option<i64>,
+    order: Option<i64>,
+    after: i64,
+    limit: i64,
 ) -> Result<Vec<LiveOrder>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT o.id, o.workspace_id, o.facts, o.provisioned,
+        "WITH page AS (
+             SELECT id, workspace_id FROM orders
+             WHERE COALESCE(blocked_status, status) NOT IN ('canceled', 'refunded', 'pending')
+               AND id > $1
+               AND ($2::bigint IS NULL OR workspace_id = $2)
+               AND ($3::bigint IS NULL OR id = $3)
+             ORDER BY id LIMIT $4
+         )
+         SELECT o.id, o.workspace_id, o.facts, o.provisioned,
              EXISTS (SELECT 1 FROM partner_calls c
-                     WHERE c.order_id = o.id AND c.status NOT IN ('succeeded', 'canceled')) AS in_flight
+                     WHERE c.order_id = o.id AND c.status NOT IN ('succeeded', 'canceled')) AS in_flight,
+             o.id IN (SELECT id FROM page) AS in_page
          FROM orders o
          WHERE COALESCE(o.blocked_status, o.status) NOT IN ('canceled', 'refunded', 'pending')
-           AND ($1::bigint IS NULL OR o.workspace_id = $1)
+           AND o.id IN (SELECT id FROM page
+                        UNION SELECT same.id FROM orders same JOIN page USING (workspace_id))
          ORDER BY o.id",
     )
+    .bind(after)
     .bind(workspace)
+    .bind(order)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }

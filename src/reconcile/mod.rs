@@ -4,7 +4,7 @@
 
 pub mod drift;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,10 +14,24 @@ use utoipa::ToSchema;
 
 use crate::config::Config;
 use crate::db;
+use crate::db::reconcile::LiveOrder;
 use crate::partner::{CallKind, PartnerClient};
 use crate::plan::{self, Facts, Provisioned};
 use crate::stripe::api::{StripeApi, StripeApiError};
 pub use drift::{Drift, Source};
+
+/// Live orders read a page at a time, so a run's memory and statements stay small
+/// whatever the number of orders.
+const PAGE: i64 = 500;
+
+/// A live order's state, comparable (no call of it in flight).
+struct OrderState {
+    id: i64,
+    /// One of the page's own orders; the others only count for their workspace.
+    in_page: bool,
+    facts: Facts,
+    provisioned: Provisioned,
+}
 
 /// Which orders a run checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,80 +108,32 @@ impl Reconciler {
 
     /// Compares, repairs if asked, and stores the report. `Ok(None)`: no such order.
     pub async fn run(&self, scope: Scope, repair: bool) -> anyhow::Result<Option<Report>> {
-        let workspace = match scope {
-            Scope::All => None,
-            Scope::Workspace(id) => Some(id),
+        let (workspace, order) = match scope {
+            Scope::All => (None, None),
+            Scope::Workspace(id) => (Some(id), None),
             Scope::Order(id) => match db::reconcile::workspace_of(&self.db, id).await? {
                 None => return Ok(None),
-                Some(workspace) => workspace,
+                Some(_) => (None, Some(id)),
             },
         };
         let mut report = Report {
             started_at: chrono::Utc::now(),
-            order: match scope {
-                Scope::Order(id) => Some(id),
-                _ => None,
-            },
+            order,
             repair,
             ..Report::default()
         };
-        let orders = db::reconcile::live_orders(&self.db, workspace).await?;
-        let mut by_workspace: BTreeMap<i64, Vec<(i64, Facts, Provisioned)>> = BTreeMap::new();
-        for order in orders {
-            if report.order.is_some_and(|id| id != order.id) && workspace.is_none() {
-                continue;
-            }
-            report.orders_checked += 1;
-            if order.in_flight {
-                report.orders_in_flight += 1;
-                continue;
-            }
-            let (Ok(facts), Ok(provisioned)) = (
-                serde_json::from_value(order.facts),
-                serde_json::from_value::<Provisioned>(order.provisioned),
-            ) else {
-                report
-                    .errors
-                    .push(format!("order {}: unreadable state", order.id));
-                continue;
-            };
-            if provisioned.deleted {
-                continue;
-            }
-            let group = order.workspace_id.unwrap_or(-order.id);
-            by_workspace
-                .entry(group)
-                .or_default()
-                .push((order.id, facts, provisioned));
-        }
-
+        // One pace over every page: the sides see the same rate however the orders fall.
         let mut pace = interval(self.pace);
         pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        for (workspace_id, orders) in &by_workspace {
-            for (id, facts, _) in orders {
-                report.drifts.extend(
-                    self.stripe_drift(&mut pace, *id, facts, &mut report.errors)
-                        .await,
-                );
-            }
-            if *workspace_id > 0 {
-                pace.tick().await;
-                let seen = match self.partner.get_workspace(*workspace_id).await {
-                    Ok(seen) => Some(seen),
-                    Err(error) if error.status() == Some(404) => None,
-                    Err(error) => {
-                        report
-                            .errors
-                            .push(format!("workspace {workspace_id}: {error}"));
-                        continue;
-                    }
-                };
-                let states: Vec<(i64, &Provisioned)> =
-                    orders.iter().map(|(id, _, state)| (*id, state)).collect();
-                report
-                    .drifts
-                    .extend(drift::uchat_drift(*workspace_id, &states, seen.as_ref()));
-            }
+        let mut after = 0;
+        loop {
+            let orders =
+                db::reconcile::live_orders_page(&self.db, workspace, order, after, PAGE).await?;
+            let Some(last) = orders.iter().filter(|o| o.in_page).map(|o| o.id).max() else {
+                break;
+            };
+            self.check_page(orders, after, &mut pace, &mut report).await;
+            after = last;
         }
         if let Some(order) = report.order {
             report.drifts.retain(|drift| drift.order == order);
@@ -208,6 +174,84 @@ impl Reconciler {
             "reconciliation finished"
         );
         Ok(Some(report))
+    }
+
+    /// Compares one page: each of its orders with Stripe's subscription, and each
+    /// workspace met first on this page with UChat's, against every live order of the
+    /// workspace (later pages' too; one met on an earlier page was compared then).
+    async fn check_page(
+        &self,
+        orders: Vec<LiveOrder>,
+        after: i64,
+        pace: &mut Interval,
+        report: &mut Report,
+    ) {
+        let mut by_workspace: BTreeMap<i64, Vec<OrderState>> = BTreeMap::new();
+        let mut compared_before = BTreeSet::new();
+        for order in orders {
+            let group = order.workspace_id.unwrap_or(-order.id);
+            if order.id <= after {
+                compared_before.insert(group);
+            }
+            if order.in_page {
+                report.orders_checked += 1;
+                if order.in_flight {
+                    report.orders_in_flight += 1;
+                }
+            }
+            if order.in_flight {
+                continue;
+            }
+            let (Ok(facts), Ok(provisioned)) = (
+                serde_json::from_value(order.facts),
+                serde_json::from_value::<Provisioned>(order.provisioned),
+            ) else {
+                if order.in_page {
+                    report
+                        .errors
+                        .push(format!("order {}: unreadable state", order.id));
+                }
+                continue;
+            };
+            if provisioned.deleted {
+                continue;
+            }
+            by_workspace.entry(group).or_default().push(OrderState {
+                id: order.id,
+                in_page: order.in_page,
+                facts,
+                provisioned,
+            });
+        }
+
+        for (workspace_id, orders) in &by_workspace {
+            for order in orders.iter().filter(|o| o.in_page) {
+                report.drifts.extend(
+                    self.stripe_drift(pace, order.id, &order.facts, &mut report.errors)
+                        .await,
+                );
+            }
+            if *workspace_id > 0 && !compared_before.contains(workspace_id) {
+                pace.tick().await;
+                let seen = match self.partner.get_workspace(*workspace_id).await {
+                    Ok(seen) => Some(seen),
+                    Err(error) if error.status() == Some(404) => None,
+                    Err(error) => {
+                        report
+                            .errors
+                            .push(format!("workspace {workspace_id}: {error}"));
+                        continue;
+                    }
+                };
+                let states: Vec<(i64, &Provisioned)> = orders
+                    .iter()
+                    .map(|order| (order.id, &order.provisioned))
+                    .collect();
+                report
+                    .drifts
+                    .extend(drift::uchat_drift(*workspace_id, &states, seen.as_ref()));
+            }
+        }
     }
 
     async fn stripe_drift(

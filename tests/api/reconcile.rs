@@ -1,8 +1,13 @@
 //! Reconciliation against the UChat sandbox and a fake Stripe: a workspace changed by
 //! hand is drift, and a repair puts it back through the queue, never by a direct call.
 
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
+use uchat_billing::partner::{Method, PartnerClient};
 use uchat_billing::sandbox::{Faults, SandboxHandle};
+use uchat_billing::secret::Secret;
 
 use crate::common;
 use common::fake_stripe::spawn_with_stripe_and;
@@ -256,4 +261,120 @@ async fn the_reconcile_command_reports_drift_and_repair_queues_the_calls() {
     );
     app.deliver_all().await;
     assert!(sandbox.workspace(workspace).unwrap().auto_renew);
+}
+
+#[tokio::test]
+async fn thousands_of_live_orders_are_checked_page_by_page_and_drift_is_found_where_it_is() {
+    const WORKSPACES: usize = 2_500;
+    const WITH_ADDON: usize = 500;
+    let (base, sandbox) = spawn_sandbox(Faults::default()).await;
+    let delivery = delivery_to(&base);
+    let app = spawn_app_with(move |config| {
+        config.delivery = Some(delivery);
+        config.reconcile.reads_per_second = 100_000.0;
+    })
+    .await;
+    let partner =
+        PartnerClient::new(&base, Secret::new(PARTNER_TOKEN), Duration::from_secs(5)).unwrap();
+    stream::iter(0..WORKSPACES)
+        .for_each_concurrent(8, |n| {
+            let owner = json!({
+                "name": format!("Owner {n}"),
+                "email": format!("owner{n}@example.com"),
+                "password": "Pass-word-1",
+                "team_name": format!("Team {n}"),
+                "require_email_verification": "no",
+            });
+            let partner = &partner;
+            async move {
+                partner
+                    .send(Method::POST, "/partner/workspace/create", Some(&owner))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    // Each workspace sold the business plan by one order; the first 500 also a bot add-on
+    // by an order 2,500 ids later, pages apart from the plan's.
+    let workspaces: Vec<i64> = sandbox.workspaces().iter().map(|w| w.id as i64).collect();
+    for (n, id) in workspaces.iter().enumerate() {
+        sandbox.edit_workspace(*id as u64, |w| {
+            w.plan = "business".into();
+            if n < WITH_ADDON {
+                w.addons.insert("bot".into(), 1);
+            }
+        });
+    }
+    for (provisioned, on) in [
+        (
+            json!({ "sells_plan": true, "plan": "business", "auto_renew": true }),
+            &workspaces[..],
+        ),
+        (json!({ "addons": { "bot": 1 } }), &workspaces[..WITH_ADDON]),
+    ] {
+        sqlx::query(
+            "INSERT INTO orders (status, workspace_id, provisioned)
+             SELECT 'active', w, $1 FROM unnest($2::bigint[]) WITH ORDINALITY AS t(w, n) ORDER BY n",
+        )
+        .bind(provisioned)
+        .bind(on)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    let order_on = |workspace: i64, sells_plan: bool| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM orders WHERE workspace_id = $1
+               AND (provisioned ? 'sells_plan') = $2",
+        )
+        .bind(workspace)
+        .bind(sells_plan)
+        .fetch_one(&app.db)
+    };
+    let plan_order = order_on(workspaces[1_234], true).await.unwrap();
+    let addon_order = order_on(workspaces[7], false).await.unwrap();
+
+    sandbox.edit_workspace(workspaces[1_234] as u64, |w| w.plan = "free".into());
+    sandbox.edit_workspace(workspaces[7] as u64, |w| w.addons.clear());
+    let reads_before = sandbox.requests().len();
+    let report = reconcile(&app, json!({})).await;
+
+    assert_eq!(
+        (&report["orders_checked"], &report["errors"]),
+        (&json!(WORKSPACES + WITH_ADDON), &json!([]))
+    );
+    let mut found = drifts(&report);
+    found.sort_by_key(|d| d.0.clone());
+    assert_eq!(
+        found,
+        [
+            ("addon:bot".into(), json!(1), json!(0), "uchat".into()),
+            (
+                "plan".into(),
+                json!("business"),
+                json!("free"),
+                "uchat".into()
+            ),
+        ]
+    );
+    let mut drifting: Vec<i64> = report["drifts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["order"].as_i64().unwrap())
+        .collect();
+    drifting.sort_unstable();
+    assert_eq!(drifting, [plan_order, addon_order]);
+    let mut read: Vec<String> = sandbox.requests()[reads_before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    read.sort_unstable();
+    read.dedup();
+    assert_eq!(
+        read.len(),
+        sandbox.requests().len() - reads_before,
+        "each workspace read once"
+    );
+    assert_eq!(read.len(), WORKSPACES);
 }

@@ -253,3 +253,60 @@ async fn the_webhook_endpoints_set_show_and_remove_it_and_uchat_posts_a_deletion
         1
     );
 }
+
+/// `uchat-billing uchat-webhook <action>` against the partner at `base`, with `env`
+/// added; whatever it prints, the token is not in it.
+async fn uchat_webhook_command(
+    base: &str,
+    action: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut command = crate::cli::command();
+    command
+        .args(["uchat-webhook", action])
+        .env("UCHAT_API_BASE", base)
+        .env("UCHAT_API_TOKEN", PARTNER_TOKEN)
+        .envs(env.iter().copied());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!printed.contains(TOKEN), "token printed: {printed}");
+    output
+}
+
+#[tokio::test]
+async fn the_uchat_webhook_command_registers_shows_and_removes_the_url_never_printing_the_token() {
+    let (base, sandbox) = spawn_sandbox(Faults::default()).await;
+    let public = "https://billing.example.com/";
+    let register = [("PUBLIC_BASE_URL", public), ("UCHAT_WEBHOOK_TOKEN", TOKEN)];
+
+    let registered = uchat_webhook_command(&base, "register", &register).await;
+    assert!(registered.status.success(), "{registered:?}");
+    assert_eq!(
+        sandbox.webhook_url().as_deref(),
+        Some(format!("https://billing.example.com/webhooks/uchat/{TOKEN}").as_str())
+    );
+    let shown = uchat_webhook_command(&base, "show", &[]).await;
+    assert!(shown.status.success(), "{shown:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&shown.stdout),
+        "https://billing.example.com/webhooks/uchat/***\n"
+    );
+    let removed = uchat_webhook_command(&base, "remove", &[]).await;
+    assert!(removed.status.success(), "{removed:?}");
+    assert_eq!(sandbox.webhook_url(), None);
+    let shown = uchat_webhook_command(&base, "show", &[]).await;
+    assert_eq!(String::from_utf8_lossy(&shown.stdout), "no webhook set\n");
+
+    let unregistered =
+        uchat_webhook_command(&base, "register", &[("UCHAT_WEBHOOK_TOKEN", TOKEN)]).await;
+    assert_eq!(unregistered.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unregistered.stderr);
+    assert!(stderr.contains("PUBLIC_BASE_URL"), "{stderr}");
+    assert_eq!(sandbox.webhook_url(), None, "nothing registered");
+}
