@@ -15,16 +15,19 @@ use serde_json::{json, Value};
 use sqlx::migrate::MigrateDatabase;
 use sqlx::{PgPool, Postgres};
 
-use crate::config::{Config, Delivery, Limits, DATABASE_URL};
+use crate::config::{self, Config, Delivery, Limits, DATABASE_URL, STRIPE_API_KEY};
 use crate::db;
 use crate::db::calls::{CallRecord, CallStatus};
 use crate::delivery::{DeliverySettings, RetryPolicy};
+use crate::env::Env;
 use crate::partner::PartnerClient;
 use crate::plan::Catalog;
 use crate::sandbox::{self, SandboxConfig};
 use crate::secret::Secret;
 use crate::start_error::{listen, masked, StartError};
 use crate::startup::{shutdown_signal, Application};
+use crate::store::StoreSettings;
+use crate::stripe::api::StripeApi;
 use crate::stripe::signature;
 
 /// The catalog the demo sells from: the documented example.
@@ -48,6 +51,22 @@ pub struct DemoOptions {
     pub keep_running: bool,
     /// The sandbox's settings (`SANDBOX_*`), faults included; its token is generated.
     pub sandbox: SandboxConfig,
+    /// A test-mode `STRIPE_API_KEY`'s API: turns the storefront's pages on.
+    pub stripe_api: Option<StripeApi>,
+}
+
+/// `STRIPE_API_KEY`'s API for the demo's storefront. Only a test-mode key: the pages
+/// start real Checkout sessions.
+pub fn test_mode_stripe(env: &mut Env) -> Option<StripeApi> {
+    let key = env.get(&STRIPE_API_KEY)?;
+    if key.starts_with("sk_live_") || key.starts_with("rk_live_") {
+        env.report(format!(
+            "the demo takes a test-mode {} (sk_test_... or rk_test_...), not a live one",
+            STRIPE_API_KEY.name
+        ));
+        return None;
+    }
+    config::stripe_api(env)
 }
 
 /// One step of the story: what happens in Stripe, and the events it sends.
@@ -59,6 +78,9 @@ struct Step {
 /// What the run made up: secrets and where everything listens.
 struct Run {
     service_url: String,
+    /// The storefront's pages, and whether they are served (with a Stripe key).
+    store_url: String,
+    store_on: bool,
     sandbox_url: String,
     webhook_secret: Secret,
     admin_token: String,
@@ -167,12 +189,18 @@ async fn demonstrate(
         held_retry: Duration::from_secs(5),
         ..DeliverySettings::for_timeout(timeout)
     };
+    let service_url = format!("http://{}", service_listener.local_addr()?);
+    let store_url = format!("{service_url}/store/");
+    let store = match &options.stripe_api {
+        Some(_) => Some(store_settings(&store_url, &sandbox_url)?),
+        None => None,
+    };
     let config = Config {
         database_url: database.url.clone(),
         bind_addr: service_listener.local_addr()?,
         webhook_secrets: vec![webhook_secret.clone()],
         catalog: Arc::new(Catalog::parse_named("catalog.example.toml", CATALOG)?),
-        stripe_api: None,
+        stripe_api: options.stripe_api.clone(),
         backfill_every: None,
         settle: Duration::from_millis(200),
         delivery: Some(Delivery {
@@ -186,14 +214,16 @@ async fn demonstrate(
         paid_not_provisioned_after: Duration::from_secs(15 * 60),
         background_work: true,
         limits: Limits::default(),
-        store: None,
+        store,
         reconcile: Default::default(),
         uchat_webhook_token: None,
     };
     let db = database.pool.clone();
     let app = Application::with_listener(&config, service_listener)?;
     let run = Run {
-        service_url: format!("http://{}", app.local_addr()),
+        service_url,
+        store_on: config.store.is_some(),
+        store_url,
         sandbox_url,
         webhook_secret,
         admin_token,
@@ -234,6 +264,8 @@ async fn demonstrate(
 fn print_header(run: &Run, database: &str, database_url: &str, sandbox_token: &str) {
     let Run {
         service_url,
+        store_url,
+        store_on,
         sandbox_url,
         webhook_secret,
         admin_token,
@@ -258,6 +290,16 @@ fn print_header(run: &Run, database: &str, database_url: &str, sandbox_token: &s
     );
     println!("  sandbox token  {sandbox_token}");
     println!("  admin token    {admin_token}");
+    if *store_on {
+        println!(
+            "  storefront     {store_url}  (prices and Checkout in STRIPE_API_KEY's test mode)"
+        );
+    } else {
+        println!(
+            "  storefront     {store_url} once STRIPE_API_KEY (a Stripe test-mode key) is set: \
+             the pages list prices and start Checkout with it"
+        );
+    }
     println!();
     println!("For the README's admin examples and examples/post-events.sh, in another shell:");
     println!(
@@ -265,6 +307,18 @@ fn print_header(run: &Run, database: &str, database_url: &str, sandbox_token: &s
         webhook_secret.expose()
     );
     println!();
+}
+
+/// The storefront on the demo's own pages; "logging in" shows the sandbox's workspaces.
+fn store_settings(store_url: &str, sandbox_url: &str) -> anyhow::Result<StoreSettings> {
+    Ok(StoreSettings {
+        success_url: format!("{store_url}thanks.html").parse()?,
+        cancel_url: store_url.parse()?,
+        login_url: format!("{sandbox_url}/sandbox/state").parse()?,
+        allowed_origins: Vec::new(),
+        rate_per_minute: 10,
+        catalog_refresh: Duration::from_secs(300),
+    })
 }
 
 /// The story stopped at calls that wait for an operator; they were printed.

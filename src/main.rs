@@ -48,7 +48,8 @@ enum Command {
     /// Start the service and the sandbox on a throwaway database of the Postgres server
     /// DATABASE_URL names (created now, dropped at exit), post a short signed Stripe
     /// story, and print each partner call and the final sandbox state. SANDBOX_*
-    /// variables set the sandbox's faults; BIND_ADDR is not read.
+    /// variables set the sandbox's faults; a test-mode STRIPE_API_KEY serves the
+    /// storefront's pages; BIND_ADDR is not read.
     Demo {
         /// Leave the service, the sandbox and the database up afterwards (until Ctrl-C),
         /// with lines to try more.
@@ -203,6 +204,7 @@ impl Job {
                 sandbox_bind,
                 keep_running,
                 sandbox: SandboxConfig::read(env),
+                stripe_api: demo::test_mode_stripe(env),
             }),
             Command::Healthcheck { url } => {
                 Job::Healthcheck(url.unwrap_or_else(|| readiness_url(config::bind_addr(env))))

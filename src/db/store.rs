@@ -3,7 +3,7 @@
 use sqlx::{FromRow, PgPool};
 
 /// The order a Checkout session led to, as the buyer's status needs it.
-#[derive(Debug, FromRow)]
+#[derive(Debug)]
 pub struct SessionOrder {
     pub status: String,
     pub needs_attention: bool,
@@ -22,35 +22,65 @@ pub enum SessionProgress {
     /// Its event is stored, not yet applied.
     Received,
     Ordered(SessionOrder),
+    /// An event of the session or of its order failed: it waits for an operator.
+    EventFailed,
+}
+
+/// The session's order (if any) and its events, in one row whether or not there is one.
+#[derive(FromRow)]
+struct SessionRow {
+    status: Option<String>,
+    needs_attention: bool,
+    workspace_id: Option<i64>,
+    blocked: bool,
+    unfinished: bool,
+    event_failed: bool,
+    received: bool,
 }
 
 pub async fn progress(db: &PgPool, session: &str) -> Result<SessionProgress, sqlx::Error> {
     let key = format!("cs:{session}");
-    let order: Option<SessionOrder> = sqlx::query_as(
+    // Failed events are found as the operator API's order timeline finds them: by order,
+    // or, unapplied, by any of the order's Stripe ids (events_order, events_unapplied_keys).
+    let row: SessionRow = sqlx::query_as(
         "SELECT o.status, o.attention IS NOT NULL AS needs_attention, o.workspace_id,
                 EXISTS (SELECT 1 FROM partner_calls c
                         WHERE c.order_id = o.id AND c.status IN ('dead', 'held')) AS blocked,
                 EXISTS (SELECT 1 FROM partner_calls c
-                        WHERE c.order_id = o.id AND c.status IN ('pending', 'running')) AS unfinished
-         FROM order_links l JOIN orders o ON o.id = l.order_id
-         WHERE l.stripe_key = $1",
-    )
-    .bind(&key)
-    .fetch_optional(db)
-    .await?;
-    if let Some(order) = order {
-        return Ok(SessionProgress::Ordered(order));
-    }
-    // The pending events' keys are indexed (events_pending_keys).
-    let received: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE status = 'pending' AND order_keys @> ARRAY[$1])",
+                        WHERE c.order_id = o.id AND c.status IN ('pending', 'running')) AS unfinished,
+                EXISTS (SELECT 1 FROM events e
+                        WHERE e.status = 'failed'
+                          AND (e.order_id = o.id
+                               OR (e.order_id IS NULL AND e.order_keys && ARRAY(
+                                   SELECT $1::text UNION SELECT stripe_key FROM order_links
+                                                   WHERE order_id = o.id)))) AS event_failed,
+                EXISTS (SELECT 1 FROM pending_event_keys WHERE order_key = $1) AS received
+         FROM (SELECT $1::text AS stripe_key) session
+         LEFT JOIN order_links l ON l.stripe_key = session.stripe_key
+         LEFT JOIN orders o ON o.id = l.order_id",
     )
     .bind(&key)
     .fetch_one(db)
     .await?;
-    Ok(if received {
-        SessionProgress::Received
-    } else {
-        SessionProgress::Unknown
+    Ok(match row {
+        SessionRow {
+            event_failed: true, ..
+        } => SessionProgress::EventFailed,
+        SessionRow {
+            status: Some(status),
+            needs_attention,
+            workspace_id,
+            blocked,
+            unfinished,
+            ..
+        } => SessionProgress::Ordered(SessionOrder {
+            status,
+            needs_attention,
+            workspace_id,
+            blocked,
+            unfinished,
+        }),
+        SessionRow { received: true, .. } => SessionProgress::Received,
+        SessionRow { .. } => SessionProgress::Unknown,
     })
 }

@@ -52,6 +52,7 @@ pub fn state(progress: &SessionProgress) -> State {
         SessionProgress::Unknown => State::Pending,
         SessionProgress::Received => State::Paid,
         SessionProgress::Ordered(order) => order_state(order),
+        SessionProgress::EventFailed => State::Delayed,
     }
 }
 
@@ -118,6 +119,7 @@ mod tests {
                 State::Delayed,
             ),
             (order("active", Some(7), false, true, false), State::Delayed),
+            (SessionProgress::EventFailed, State::Delayed),
         ];
         for (progress, expected) in cases {
             assert_eq!(state(&progress), expected, "{progress:?}");

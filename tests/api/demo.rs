@@ -7,6 +7,14 @@ use sqlx::{Connection, PgConnection};
 use crate::cli::command;
 use crate::common;
 
+/// The header's line about the storefront's pages.
+fn storefront_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("storefront"))
+        .unwrap_or_else(|| panic!("no storefront line in:\n{stdout}"))
+}
+
 /// A demo on free ports against the Postgres server of `database_url`.
 fn start_demo(database_url: &str, env: &[(&str, &str)]) -> Child {
     command()
@@ -97,6 +105,47 @@ async fn database_exists(server: &common::TestDatabase, name: &str) -> bool {
         .fetch_one(&mut conn)
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn without_a_stripe_key_the_demo_says_where_the_storefront_will_be() {
+    let server = common::fresh_database().await;
+    let output = start_demo(&server.url, &[]).wait_with_output().unwrap();
+    assert_the_story_ran(&output);
+    let (stdout, _) = text(&output);
+    let line = storefront_line(&stdout);
+    assert!(line.contains("http://127.0.0.1:"), "{line}");
+    assert!(
+        line.contains("/store/ once STRIPE_API_KEY (a Stripe test-mode key) is set"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn with_a_test_mode_key_the_demo_serves_the_storefront() {
+    let server = common::fresh_database().await;
+    // Stripe knows none of the story's objects: the story applies its events' snapshots.
+    let stripe = wiremock::MockServer::start().await;
+    let env = [
+        ("STRIPE_API_KEY", "rk_test_demo"),
+        ("STRIPE_API_BASE", &stripe.uri()),
+    ];
+    let output = start_demo(&server.url, &env).wait_with_output().unwrap();
+    assert_the_story_ran(&output);
+    let (stdout, _) = text(&output);
+    let line = storefront_line(&stdout);
+    assert!(
+        line.contains("/store/  (prices and Checkout in STRIPE_API_KEY's test mode)"),
+        "{line}"
+    );
+
+    let live = start_demo(&server.url, &[("STRIPE_API_KEY", "sk_live_oops")])
+        .wait_with_output()
+        .unwrap();
+    let (stdout, stderr) = text(&live);
+    assert_eq!(live.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("test-mode STRIPE_API_KEY"), "{stderr}");
+    assert!(!stderr.contains("sk_live_oops"), "{stderr}");
 }
 
 #[tokio::test]

@@ -404,6 +404,65 @@ async fn the_status_moves_from_paid_to_ready_as_the_sale_is_provisioned() {
     );
 }
 
+/// What the buyer sees while something waits for an operator.
+fn delayed() -> Value {
+    json!({"state": "delayed", "message": "Your payment is received; setting up your \
+           workspace is taking longer than usual. We are on it and will email you."})
+}
+
+/// The points sale's Checkout `event_type` event, its line items in the payload or not.
+fn points_event(id: &str, event_type: &str, line_items: Value) -> Vec<u8> {
+    let mut event: Value =
+        serde_json::from_slice(&story::points_checkout(id, 100, 1000, "42")).unwrap();
+    event["type"] = json!(event_type);
+    event["data"]["object"]["line_items"] = line_items;
+    serde_json::to_vec(&event).unwrap()
+}
+
+#[tokio::test]
+async fn a_session_whose_event_failed_is_delayed_without_internals() {
+    let store = spawn_store(|_| {}).await;
+    store.app.expect_failed_events();
+    // Stripe does not know the session's line items: the event fails for an operator.
+    let checkout = points_event("evt_p", "checkout.session.completed", Value::Null);
+    store.app.post_stripe_events(&[checkout]).await;
+    store.app.process_events().await;
+    let failed: String = sqlx::query_scalar("SELECT status FROM events")
+        .fetch_one(&store.app.db)
+        .await
+        .unwrap();
+    assert_eq!(failed, "failed");
+    let answer = store
+        .status(story::POINTS_SESSION, "?wait=5&since=pending")
+        .await;
+    assert_eq!(answer, delayed());
+}
+
+#[tokio::test]
+async fn an_order_whose_later_event_failed_is_delayed() {
+    let store = spawn_store(|_| {}).await;
+    store.app.expect_failed_events();
+    store.app.expect_unfinished_calls();
+    let items = json!({"object": "list", "has_more": false, "data": [
+        {"id": "li_1", "object": "item", "price": {"id": "price_points_1000"}, "quantity": 1}]});
+    let completed = points_event("evt_p1", "checkout.session.completed", items);
+    store.app.post_stripe_events(&[completed]).await;
+    store.app.process_events().await;
+    assert_eq!(
+        store.status(story::POINTS_SESSION, "").await["state"],
+        "provisioning"
+    );
+
+    let succeeded = points_event(
+        "evt_p2",
+        "checkout.session.async_payment_succeeded",
+        Value::Null,
+    );
+    store.app.post_stripe_events(&[succeeded]).await;
+    store.app.process_events().await;
+    assert_eq!(store.status(story::POINTS_SESSION, "").await, delayed());
+}
+
 #[tokio::test]
 async fn a_long_poll_is_bounded_and_a_bad_session_id_is_refused() {
     let store = spawn_store(|_| {}).await;
