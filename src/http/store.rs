@@ -172,7 +172,7 @@ async fn catalog(
     } else {
         store.prices.prices().await
     }
-    .map_err(stripe_failed)?;
+    .map_err(price_list_failed)?;
     let cache = [(header::CACHE_CONTROL, "public, max-age=60")];
     Ok((cache, Json(list)).into_response())
 }
@@ -215,7 +215,7 @@ async fn create_checkout(
 ) -> Result<Response, ApiError> {
     let store = storefront(&state);
     let request: CheckoutRequest = parse::<CheckoutRequest, CheckoutForm>(&headers, &body)?;
-    let prices = store.prices.prices().await.map_err(stripe_failed)?;
+    let prices = store.prices.prices().await.map_err(price_list_failed)?;
     let checkout = checkout::check(&request, &store.catalog, &prices.prices, &store.settings)
         .map_err(ApiError::BadRequest)?;
     if let (Some(id), true) = (checkout.workspace_id, store.catalog.workspace.check_owner) {
@@ -344,6 +344,13 @@ fn checkout_session_id(id: &str) -> Result<StripeId, ApiError> {
         .ok()
         .filter(|id| id.as_str().starts_with("cs_"))
         .ok_or_else(|| ApiError::BadRequest("not a checkout session id".into()))
+}
+
+/// The public prices could not be read: a price Stripe does not know is the catalog's
+/// fault, not the buyer's, so the log says what to fix and the buyer hears nothing of it.
+fn price_list_failed(error: StripeApiError) -> ApiError {
+    tracing::error!(%error, "the store's price list could not be read from Stripe; check the catalog's public prices (uchat-billing check-catalog) and STRIPE_API_KEY");
+    ApiError::Upstream("the price list is unavailable; try again shortly".into())
 }
 
 /// Stripe's details go to the log; the buyer hears what they can do.

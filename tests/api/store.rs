@@ -575,3 +575,27 @@ async fn a_large_body_is_refused() {
         .unwrap();
     assert_eq!(response.status(), 413);
 }
+
+#[tokio::test]
+async fn a_public_price_stripe_does_not_know_is_the_catalogs_fault_not_the_buyers() {
+    let store = spawn_store(|_| {}).await;
+    store
+        .stripe
+        .lock()
+        .unwrap()
+        .objects
+        .retain(|key, _| !key.contains("price_business_plus"));
+
+    let response = store.app.get("/store/catalog").await;
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"], "the price list is unavailable; try again shortly",
+        "no internals: {body}"
+    );
+    let (status, _) = store
+        .checkout(&json!({"items": [{"price": "price_business", "quantity": 1}]}))
+        .await;
+    assert_eq!(status, 502);
+    assert!(store.posted("/v1/checkout/sessions").is_empty());
+}
