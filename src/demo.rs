@@ -290,6 +290,7 @@ fn print_header(run: &Run, database: &str, database_url: &str, sandbox_token: &s
     );
     println!("  sandbox token  {sandbox_token}");
     println!("  admin token    {admin_token}");
+    println!("  console        {service_url}/console  (sign in with the admin token)");
     if *store_on {
         println!(
             "  storefront     {store_url}  (prices and Checkout in STRIPE_API_KEY's test mode)"

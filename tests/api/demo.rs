@@ -119,6 +119,10 @@ async fn without_a_stripe_key_the_demo_says_where_the_storefront_will_be() {
         line.contains("/store/ once STRIPE_API_KEY (a Stripe test-mode key) is set"),
         "{line}"
     );
+    assert!(
+        stdout.contains("/console  (sign in with the admin token)"),
+        "the demo names its console: {stdout}"
+    );
 }
 
 #[tokio::test]
