@@ -167,6 +167,14 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner()) = Some(credit);
     }
 
+    /// The partner's credit balance as last read; `None` before the first read.
+    pub fn partner_credit(&self) -> Option<f64> {
+        *self
+            .partner_credit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Events a backfill recovered.
     pub fn record_recovered(&self, events: usize) {
         self.events_recovered.inc_by(events as u64);
@@ -196,11 +204,7 @@ impl Metrics {
             "Partner calls that gave up; an operator retries or cancels them",
             ConstGauge::new(backlog.dead),
         );
-        let credit = *self
-            .partner_credit
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(credit) = credit {
+        if let Some(credit) = self.partner_credit() {
             gauges.register(
                 "uchat_billing_partner_credit",
                 "The UChat partner's prepaid credit balance, as last read",

@@ -122,10 +122,10 @@ impl Application {
             admin_token: config.admin_token.clone(),
             metrics_public: config.metrics_public,
             metrics,
-            console: config.admin_token.as_ref().map(|token| {
-                let partner = config.delivery.as_ref().map(|d| d.partner.clone());
-                Arc::new(Console::new(token, config.console_secure_cookie, partner))
-            }),
+            console: config
+                .admin_token
+                .as_ref()
+                .map(|token| Arc::new(Console::new(token, config.console_secure_cookie))),
             paid_not_provisioned_after: config.paid_not_provisioned_after,
             // Dry runs read through the admin pool, not the processor's.
             processor: processor.reading_from(pools.admin.clone()),

@@ -7,7 +7,6 @@
 
 mod calls;
 mod chart;
-mod credit;
 mod orders;
 mod overview;
 mod reconcile;
@@ -27,14 +26,12 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use sqlx::PgPool;
 
-use credit::PartnerCredit;
 use session::SessionKey;
 use view::PageError;
 
 use super::extract::Id;
 use super::{admin, ApiError, AppState};
 use crate::db::Change;
-use crate::partner::PartnerClient;
 use crate::secret::Secret;
 
 /// What the console keeps while the service runs.
@@ -43,15 +40,13 @@ pub struct Console {
     /// Mark the session cookie `Secure` (`CONSOLE_SECURE_COOKIE`): the console is served
     /// over HTTPS.
     secure_cookie: bool,
-    credit: PartnerCredit,
 }
 
 impl Console {
-    pub fn new(admin_token: &Secret, secure_cookie: bool, partner: Option<PartnerClient>) -> Self {
+    pub fn new(admin_token: &Secret, secure_cookie: bool) -> Self {
         Console {
             key: SessionKey::derive(admin_token),
             secure_cookie,
-            credit: PartnerCredit::new(partner),
         }
     }
 }

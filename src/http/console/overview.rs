@@ -8,7 +8,7 @@ use maud::html;
 
 use super::chart::{self, Bar};
 use super::view::{self, PageError, Section};
-use super::{console, Operator};
+use super::Operator;
 use crate::db::activity::{self, Hourly, LATENCY_BOUNDS_SECS};
 use crate::db::{calls, stats};
 use crate::http::AppState;
@@ -30,7 +30,7 @@ pub async fn show(
     let events = activity::per_hour(db, Hourly::EventsReceived, since).await?;
     let delivered = activity::per_hour(db, Hourly::CallsSucceeded, since).await?;
     let latency = latency_bars(&activity::delivery_latency(db, since).await?);
-    let credit = console(&state)?.credit.balance().await;
+    let credit = state.metrics.partner_credit();
 
     Ok(view::page(
         "Overview",

@@ -263,17 +263,40 @@ async fn the_overview_charts_the_last_three_days_at_volume() {
     );
 }
 
+/// The credit is the polled gauge's last read: a page load never waits on UChat.
 #[tokio::test]
 async fn the_overview_shows_the_partner_credit_and_what_is_stuck() {
-    let (app, sandbox) = app_with_refusing_partner().await;
+    let refuse = Faults {
+        fail_rate: 1.0,
+        fail_status: 422,
+        ..Faults::default()
+    };
+    let (base, sandbox) = spawn_sandbox(refuse).await;
+    let delivery = delivery_to(&base);
+    let app = spawn_app_with(move |config| {
+        config.delivery = Some(delivery);
+        config.credit_poll = std::time::Duration::from_millis(50);
+    })
+    .await;
     app.expect_dead_calls();
     app.expect_unfinished_calls();
     sale_of(&app, &Buyer::story(), "evt_ada").await;
+    let operator = Operator::signed_in(&app).await;
     sandbox.set_faults(Faults::default());
     sandbox.set_credit(1234.5);
-    let operator = Operator::signed_in(&app).await;
-    let overview = operator.get("/console").await;
-    assert!(has(&overview, "1234.50"), "{}", overview.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let overview = loop {
+        let overview = operator.get("/console").await;
+        if has(&overview, "1234.50") {
+            break overview;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the credit never showed: {}",
+            overview.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(has(
         &overview,
         r#"<a href="/console/calls?status=dead">1</a>"#
