@@ -37,6 +37,7 @@ use crate::plan::OrderStatus;
 
 pub(super) use orders::{detail, CallHistory, OrderDetail, TimelineEntry};
 pub(super) use page::{Page, PageParams, MAX_LIMIT};
+pub(super) use reconcile::reconcile_now;
 
 const PREFIX: &str = "/admin";
 

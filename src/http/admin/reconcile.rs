@@ -65,14 +65,25 @@ pub async fn run(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?
     };
+    Ok(Json(
+        reconcile_now(&state, request.order, request.repair).await?,
+    ))
+}
+
+/// A reconciliation run now, of every live order or of `order`, for the API and the
+/// console alike.
+pub async fn reconcile_now(
+    state: &AppState,
+    order: Option<i64>,
+    repair: bool,
+) -> Result<Report, ApiError> {
     let reconciler = state.reconciler.as_ref().ok_or_else(|| {
         ApiError::Conflict("reconciliation needs the partner API: set UCHAT_API_TOKEN".into())
     })?;
-    let scope = request.order.map_or(Scope::All, Scope::Order);
+    let scope = order.map_or(Scope::All, Scope::Order);
     reconciler
-        .run(scope, request.repair)
+        .run(scope, repair)
         .await
         .map_err(ApiError::Internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("order {}", request.order.unwrap_or(0))))
+        .ok_or_else(|| ApiError::NotFound(format!("order {}", order.unwrap_or(0))))
 }

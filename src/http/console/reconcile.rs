@@ -8,9 +8,10 @@ use maud::{html, Markup};
 
 use super::view::{self, PageError, Section};
 use super::{Action, Operator};
+use crate::http::admin;
 use crate::http::extract::Id;
 use crate::http::{ApiError, AppState};
-use crate::reconcile::{Report, Scope, Source};
+use crate::reconcile::{Report, Source};
 
 /// The button on an order's page.
 pub fn button(operator: &Operator, order: i64) -> Markup {
@@ -28,15 +29,8 @@ pub async fn run(
     action: Action,
 ) -> Result<Html<String>, PageError> {
     let Id(order) = id?;
-    let reconciler = state.reconciler.as_ref().ok_or_else(|| {
-        ApiError::Conflict("reconciliation needs the partner API: set UCHAT_API_TOKEN".into())
-    })?;
     let repair = action.values("repair").any(|value| value == "true");
-    let report = reconciler
-        .run(Scope::Order(order), repair)
-        .await
-        .map_err(ApiError::Internal)?
-        .ok_or_else(|| ApiError::NotFound(format!("order {order}")))?;
+    let report = admin::reconcile_now(&state, Some(order), repair).await?;
     tracing::info!(order, repair, "console: order reconciled");
     Ok(view::page(
         &format!("Order {order}: reconciliation"),
