@@ -226,6 +226,14 @@ impl Verdict {
         }
     }
 
+    /// The kind the call ran as, when a success changed it.
+    fn ran_as(&self) -> Option<CallKind> {
+        match self {
+            Verdict::Succeeded { kind, .. } => *kind,
+            _ => None,
+        }
+    }
+
     fn next_try_in(&self) -> Option<Duration> {
         match self {
             Verdict::Retry { delay } | Verdict::Held { delay, .. } => Some(*delay),
@@ -234,86 +242,154 @@ impl Verdict {
     }
 }
 
-/// Records a try and moves the call on, in one transaction, if the lease is still this
-/// worker's. Returns false when a newer claim has superseded it: then only the attempt
-/// is kept, marked `superseded`.
-pub async fn record(
-    pool: &PgPool,
-    call: &ClaimedCall,
-    attempt: &AttemptRecord,
-    verdict: &Verdict,
-) -> Result<bool, sqlx::Error> {
-    let ran_as = match verdict {
-        Verdict::Succeeded { kind, .. } => *kind,
-        _ => None,
-    };
-    let last_error = match verdict {
-        Verdict::Succeeded { .. } => None,
-        Verdict::Retry { .. } => attempt.error.clone(),
-        Verdict::Held { reason, .. } | Verdict::Dead { reason } => Some(reason.clone()),
-    };
-    let mut tx = pool.begin().await?;
-    // The order first, as everywhere calls finish (see `append`).
-    super::orders::lock(&mut tx, call.order_id).await?;
-    // Fenced by the lease: a try that was superseded moves nothing, and is kept as such.
-    let owned: bool = sqlx::query_scalar(
-        "WITH moved AS (
-             UPDATE partner_calls SET
-                 status = $3,
-                 kind = COALESCE($4, kind),
-                 -- A hold spends no try: the partner can fix it by topping up credit.
-                 attempts = attempts - CASE WHEN $3 = 'held' THEN 1 ELSE 0 END,
-                 lease_id = NULL, lease_expires_at = NULL,
-                 next_attempt_at = COALESCE(now() + make_interval(secs => $5), next_attempt_at),
-                 finished_at = CASE WHEN $3 IN ('succeeded', 'dead') THEN now() END,
-                 held_since = CASE WHEN $3 = 'held' THEN COALESCE(held_since, now()) END,
-                 last_error = $6
-             WHERE id = $1 AND lease_id = $2 AND status = 'running'
-             RETURNING id
-         )
-         INSERT INTO attempts (call_id, attempt, started_at, duration_ms, http_status, response_excerpt, error, outcome)
-         SELECT $1, $7, $8, $9, $10, $11, $12,
-                CASE WHEN EXISTS (SELECT 1 FROM moved) THEN $13 ELSE $14 END
-         RETURNING outcome <> $14",
-    )
-    .bind(call.id)
-    .bind(call.lease_id)
-    .bind(verdict.status())
-    .bind(ran_as)
-    .bind(verdict.next_try_in().map(|delay| delay.as_secs_f64()))
-    .bind(last_error)
-    .bind(call.attempt)
-    .bind(attempt.started_at)
-    .bind(i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX))
-    .bind(attempt.http_status.map(i32::from))
-    .bind(&attempt.response_excerpt)
-    .bind(&attempt.error)
-    .bind(verdict.outcome())
-    .bind(AttemptOutcome::Superseded)
-    .fetch_one(&mut *tx)
-    .await?;
+/// A try to record: the call as its worker claimed it, the try, and where it leaves
+/// the call.
+#[derive(Debug, Clone)]
+pub struct FinishedTry {
+    pub call: ClaimedCall,
+    pub attempt: AttemptRecord,
+    pub verdict: Verdict,
+}
 
-    if owned {
+/// Takes the row locks of the orders `$1`, in id order: whatever else locks several
+/// orders (another worker's record, an operator's change) takes them in the same order,
+/// so none waits on another in a cycle.
+pub const LOCK_ORDERS: &str = "SELECT 1 FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+/// Moves each call on whose lease is still the try's, and keeps every try as an attempt
+/// (`superseded` if its lease was not the call's any more). One row per try, in the
+/// order given: whether it moved its call.
+pub const RECORD_TRIES: &str = "WITH finished AS (
+         SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::float8[],
+                              $6::text[], $7::int[], $8::timestamptz[], $9::int[], $10::int[],
+                              $11::text[], $12::text[], $13::text[])
+             WITH ORDINALITY AS f(call_id, lease_id, status, ran_as, next_try_in, last_error,
+                                  attempt, started_at, duration_ms, http_status,
+                                  response_excerpt, error, outcome, n)
+     ), moved AS (
+         UPDATE partner_calls c SET
+             status = f.status,
+             kind = COALESCE(f.ran_as, c.kind),
+             -- A hold spends no try: the partner can fix it by topping up credit.
+             attempts = c.attempts - CASE WHEN f.status = 'held' THEN 1 ELSE 0 END,
+             lease_id = NULL, lease_expires_at = NULL,
+             next_attempt_at = COALESCE(now() + make_interval(secs => f.next_try_in), c.next_attempt_at),
+             finished_at = CASE WHEN f.status IN ('succeeded', 'dead') THEN now() END,
+             held_since = CASE WHEN f.status = 'held' THEN COALESCE(c.held_since, now()) END,
+             last_error = f.last_error
+         FROM finished f
+         WHERE c.id = f.call_id AND c.lease_id = f.lease_id AND c.status = 'running'
+         RETURNING f.n
+     ), kept AS (
+         INSERT INTO attempts (call_id, attempt, started_at, duration_ms, http_status,
+                               response_excerpt, error, outcome)
+         SELECT f.call_id, f.attempt, f.started_at, f.duration_ms, f.http_status,
+                f.response_excerpt, f.error,
+                CASE WHEN f.n IN (SELECT n FROM moved) THEN f.outcome ELSE $14 END
+         FROM finished f ORDER BY f.n
+     )
+     SELECT f.n IN (SELECT n FROM moved) FROM finished f ORDER BY f.n";
+
+/// Records tries and moves their calls on, in the caller's transaction, each only if
+/// the lease is still its try's: a superseded try moves nothing and is kept as an
+/// attempt marked `superseded`. Returns, per try, whether it moved its call. Statements
+/// carry every try at once, so many tries share one commit.
+pub async fn record(
+    conn: &mut PgConnection,
+    tries: &[FinishedTry],
+) -> Result<Vec<bool>, sqlx::Error> {
+    if tries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut orders: Vec<i64> = tries.iter().map(|t| t.call.order_id).collect();
+    orders.sort_unstable();
+    orders.dedup();
+    // The orders first, as everywhere calls finish (see `append`).
+    sqlx::query(LOCK_ORDERS)
+        .bind(&orders)
+        .execute(&mut *conn)
+        .await?;
+    let moved: Vec<bool> = sqlx::query_scalar(RECORD_TRIES)
+        .bind(column(tries, |t| t.call.id))
+        .bind(column(tries, |t| t.call.lease_id))
+        .bind(column(tries, |t| t.verdict.status().to_string()))
+        .bind(column(tries, |t| {
+            t.verdict.ran_as().map(|kind| kind.to_string())
+        }))
+        .bind(column(tries, |t| {
+            t.verdict.next_try_in().map(|delay| delay.as_secs_f64())
+        }))
+        .bind(column(tries, FinishedTry::last_error))
+        .bind(column(tries, |t| t.call.attempt))
+        .bind(column(tries, |t| t.attempt.started_at))
+        .bind(column(tries, |t| {
+            i32::try_from(t.attempt.duration.as_millis()).unwrap_or(i32::MAX)
+        }))
+        .bind(column(tries, |t| t.attempt.http_status.map(i32::from)))
+        .bind(column(tries, |t| t.attempt.response_excerpt.clone()))
+        .bind(column(tries, |t| t.attempt.error.clone()))
+        .bind(column(tries, |t| t.verdict.outcome().to_string()))
+        .bind(AttemptOutcome::Superseded)
+        .fetch_all(&mut *conn)
+        .await?;
+
+    // An order's next call is ready only once this commits, so the tries move at most one
+    // call per order: the orders' changes need no order among themselves.
+    let (mut created, mut workspaces) = (Vec::new(), Vec::new());
+    let (mut stuck, mut reasons) = (Vec::new(), Vec::new());
+    let mut finished = Vec::new();
+    for finished_try in tries
+        .iter()
+        .zip(&moved)
+        .filter(|(_, moved)| **moved)
+        .map(|(t, _)| t)
+    {
+        let (call, verdict) = (&finished_try.call, &finished_try.verdict);
         match verdict {
             Verdict::Succeeded { workspace_id, .. } => {
                 if let Some(workspace_id) = workspace_id {
-                    super::orders::set_workspace(&mut tx, call.order_id, *workspace_id).await?;
+                    created.push(call.order_id);
+                    workspaces.push(*workspace_id);
                 }
-                super::orders::unblock_if_clear(&mut tx, call.order_id).await?;
+                finished.push(call.order_id);
             }
             Verdict::Retry { .. } => {}
             Verdict::Held { reason, .. } => {
-                let reason = format!("{} held: {reason}", call.kind);
-                super::orders::block(&mut tx, call.order_id, &reason).await?;
+                stuck.push(call.order_id);
+                reasons.push(format!("{} held: {reason}", call.kind));
             }
             Verdict::Dead { reason } => {
-                let reason = format!("{} failed: {reason}", call.kind);
-                super::orders::block(&mut tx, call.order_id, &reason).await?;
+                stuck.push(call.order_id);
+                reasons.push(format!("{} failed: {reason}", call.kind));
             }
         }
     }
-    tx.commit().await?;
-    Ok(owned)
+    if !created.is_empty() {
+        super::orders::set_workspaces(&mut *conn, &created, &workspaces).await?;
+    }
+    if !stuck.is_empty() {
+        super::orders::block(&mut *conn, &stuck, &reasons).await?;
+    }
+    if !finished.is_empty() {
+        super::orders::unblock_if_clear(&mut *conn, &finished).await?;
+    }
+    Ok(moved)
+}
+
+/// One field of every try, as an array to bind.
+fn column<T>(tries: &[FinishedTry], field: impl Fn(&FinishedTry) -> T) -> Vec<T> {
+    tries.iter().map(field).collect()
+}
+
+impl FinishedTry {
+    /// The call's last error after this try.
+    fn last_error(&self) -> Option<String> {
+        match &self.verdict {
+            Verdict::Succeeded { .. } => None,
+            Verdict::Retry { .. } => self.attempt.error.clone(),
+            Verdict::Held { reason, .. } | Verdict::Dead { reason } => Some(reason.clone()),
+        }
+    }
 }
 
 /// Where a partner call stands. Delivery moves calls between these; operators retry and
@@ -535,7 +611,7 @@ async fn change(
     if operation == Operation::Cancel {
         super::orders::forget_canceled(&mut tx, order_id, id).await?;
     }
-    super::orders::unblock_if_clear(&mut tx, order_id).await?;
+    super::orders::unblock_if_clear(&mut tx, &[order_id]).await?;
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WAKE_CHANNEL)
         .execute(&mut *tx)

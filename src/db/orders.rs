@@ -155,57 +155,63 @@ pub async fn update(conn: &mut PgConnection, order: OrderUpdate<'_>) -> Result<(
     Ok(())
 }
 
-/// The workspace a create returned: later calls of the order go to it.
-pub async fn set_workspace(
+/// The workspaces creates returned, one per order (`orders[i]` gets `workspaces[i]`):
+/// later calls of each order go to its workspace.
+pub async fn set_workspaces(
     conn: &mut PgConnection,
-    order_id: i64,
-    workspace_id: i64,
+    orders: &[i64],
+    workspaces: &[i64],
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE orders SET workspace_id = $2,
-             provisioned = jsonb_set(provisioned, '{workspace}', jsonb_build_object('known', $2::bigint)),
+        "UPDATE orders o SET workspace_id = created.workspace_id,
+             provisioned = jsonb_set(o.provisioned, '{workspace}', jsonb_build_object('known', created.workspace_id)),
              updated_at = now()
-         WHERE id = $1",
+         FROM unnest($1::bigint[], $2::bigint[]) AS created(order_id, workspace_id)
+         WHERE o.id = created.order_id",
     )
-    .bind(order_id)
-    .bind(workspace_id)
+    .bind(orders)
+    .bind(workspaces)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Delivery is stuck (a dead or held call): the order needs an operator, with the reason.
+/// Delivery is stuck (a dead or held call): each order needs an operator, with its
+/// reason (`orders[i]` for `reasons[i]`).
 pub async fn block(
     conn: &mut PgConnection,
-    order_id: i64,
-    reason: &str,
+    orders: &[i64],
+    reasons: &[String],
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE orders SET blocked_status = COALESCE(blocked_status, status), status = 'needs_attention',
-             attention = $2, updated_at = now()
-         WHERE id = $1",
+        "UPDATE orders o SET blocked_status = COALESCE(o.blocked_status, o.status), status = 'needs_attention',
+             attention = stuck.reason, updated_at = now()
+         FROM unnest($1::bigint[], $2::text[]) AS stuck(order_id, reason)
+         WHERE o.id = stuck.order_id",
     )
-    .bind(order_id)
-    .bind(reason)
+    .bind(orders)
+    .bind(reasons)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// A call of the order finished, succeeded or was let go: once no call of the order is
-/// dead or held, it shows its planned status again; and the workers wake, since the
-/// order's next call may run now (in this process or another).
-pub async fn unblock_if_clear(conn: &mut PgConnection, order_id: i64) -> Result<(), sqlx::Error> {
+/// A call of each order finished, succeeded or was let go: once no call of an order is
+/// dead or held, it shows its planned status again; and the workers wake (one
+/// notification for all), since the orders' next calls may run now (in this process or
+/// another).
+pub async fn unblock_if_clear(conn: &mut PgConnection, orders: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH unblocked AS (
-             UPDATE orders SET status = blocked_status, blocked_status = NULL, attention = NULL,
+             UPDATE orders o SET status = blocked_status, blocked_status = NULL, attention = NULL,
                  updated_at = now()
-             WHERE id = $1 AND blocked_status IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM partner_calls WHERE order_id = $1 AND status IN ('dead', 'held'))
+             WHERE o.id = ANY($1) AND o.blocked_status IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM partner_calls
+                               WHERE order_id = o.id AND status IN ('dead', 'held'))
          )
          SELECT pg_notify($2, '')",
     )
-    .bind(order_id)
+    .bind(orders)
     .bind(WAKE_CHANNEL)
     .execute(conn)
     .await?;

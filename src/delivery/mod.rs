@@ -1,9 +1,12 @@
 //! The delivery worker: claims due partner calls, runs them against UChat, records
 //! every try, and schedules what comes next.
 //!
-//! A call is claimed in one short transaction (`FOR UPDATE SKIP LOCKED`) under a fresh
-//! lease id, run outside any transaction, and recorded only if the lease is still its
-//! own. Per order, a call waits until every earlier call has succeeded or was canceled.
+//! Calls are claimed in batches, in one short transaction (`FOR UPDATE SKIP LOCKED`),
+//! each under a fresh lease id, run outside any transaction, and recorded by the
+//! completer, many to a transaction, each only if its lease is still its own. Per
+//! order, a call waits until every earlier call has succeeded or was canceled.
+
+mod completer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,20 +15,20 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 pub use crate::retry::RetryPolicy;
 
-use crate::db::calls::{self, AttemptRecord, ClaimedCall, Verdict};
-use crate::db::uchat_events;
+use crate::db::calls::{self, AttemptRecord, ClaimedCall, FinishedTry, Verdict};
 use crate::metrics::Metrics;
 use crate::partner::{
     Call, CallKind, ExistingUserWorkspace, NewWorkspace, Ownership, PartnerClient, PartnerError,
     Reply,
 };
 use crate::secret::Secret;
+use completer::Completer;
 
 /// How often a running worker takes back calls whose lease expired.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
@@ -65,8 +68,10 @@ pub struct Worker {
     db: PgPool,
     partner: PartnerClient,
     settings: Arc<DeliverySettings>,
-    /// Rung when a call finishes, so the next call of its order runs at once.
+    /// Rung when a batch of tries is recorded, so the next calls of their orders run at
+    /// once, and when calls are queued.
     wake: Arc<Notify>,
+    completer: Arc<Completer>,
     metrics: Arc<Metrics>,
 }
 
@@ -117,17 +122,20 @@ impl Worker {
         settings: DeliverySettings,
         metrics: Arc<Metrics>,
     ) -> Worker {
+        let wake = Arc::new(Notify::new());
         Worker {
+            completer: Arc::new(Completer::new(db.clone(), wake.clone())),
             db,
             partner,
             settings: Arc::new(settings),
-            wake: Arc::new(Notify::new()),
+            wake,
             metrics,
         }
     }
 
     /// Delivers until `stop` turns true; then stops claiming, gives in-flight calls
-    /// `shutdown_grace`, and leaves any call still running to be taken back by lease.
+    /// `shutdown_grace` to finish and be recorded, and leaves any call still running to
+    /// be taken back by lease.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         tracing::info!(
             concurrency = self.settings.concurrency,
@@ -145,20 +153,22 @@ impl Worker {
                 }
                 reclaimed_at = Some(Instant::now());
             }
+            while in_flight.try_join_next().is_some() {}
+            // Permits come back a recorded batch at a time, with a wake: so under load a
+            // claim takes a batch too.
             let free = permits.available_permits();
-            let claimed = if free == 0 {
-                0
+            let pause = if free == 0 {
+                self.settings.max_poll
             } else {
-                self.claim_and_spawn(free, &permits, &mut in_flight).await
+                let claimed = self.claim_and_spawn(free, &permits, &mut in_flight).await;
+                if claimed == free {
+                    continue; // there may be more due
+                }
+                self.pause().await
             };
-            if claimed == free && claimed > 0 {
-                continue; // there may be more due
-            }
-            let pause = self.pause().await;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 _ = stop.changed() => {}
             }
         }
@@ -195,7 +205,7 @@ impl Worker {
             let mut batch = JoinSet::new();
             for call in claimed {
                 let worker = self.clone();
-                batch.spawn(async move { worker.deliver(call).await });
+                batch.spawn(async move { worker.deliver(call, None).await });
             }
             while batch.join_next().await.is_some() {}
         }
@@ -221,11 +231,7 @@ impl Worker {
                 .try_acquire_owned()
                 .expect("claimed no more than free permits");
             let worker = self.clone();
-            in_flight.spawn(async move {
-                worker.deliver(call).await;
-                drop(permit);
-                worker.wake.notify_one();
-            });
+            in_flight.spawn(async move { worker.deliver(call, Some(permit)).await });
         }
         count
     }
@@ -239,9 +245,9 @@ impl Worker {
         }
     }
 
-    /// Runs one claimed call and records the try; a failure to record leaves the call
-    /// to be taken back when its lease expires.
-    async fn deliver(&self, call: ClaimedCall) {
+    /// Runs one claimed call and records the try, freeing `permit` once it is recorded;
+    /// a failure to record leaves the call to be taken back when its lease expires.
+    async fn deliver(&self, call: ClaimedCall, permit: Option<OwnedSemaphorePermit>) {
         // Every line logged during the try carries these.
         let span = tracing::info_span!(
             "partner_call",
@@ -250,10 +256,10 @@ impl Worker {
             order.id = call.order_id,
             attempt = call.attempt
         );
-        self.try_once(call).instrument(span).await
+        self.try_once(call, permit).instrument(span).await
     }
 
-    async fn try_once(&self, call: ClaimedCall) {
+    async fn try_once(&self, call: ClaimedCall, permit: Option<OwnedSemaphorePermit>) {
         let started_at = chrono::Utc::now();
         let clock = Instant::now();
         let result = self.perform(&call).await;
@@ -279,36 +285,12 @@ impl Worker {
             }
             Verdict::Dead { reason } => tracing::error!(%reason, "partner call dead"),
         }
-        match calls::record(&self.db, &call, &attempt, &verdict).await {
-            Ok(true) => self.note_credit(call.kind, &verdict).await,
-            Ok(false) => tracing::warn!(
-                "a newer claim superseded this try; its result is kept as an attempt only"
-            ),
-            Err(error) => {
-                tracing::error!(%error, "recording a partner call failed; it is retried when its lease expires")
-            }
-        }
-    }
-
-    /// A hold for credit raises the credit alert; a call that spends credit succeeding
-    /// ends it, and releases the calls held meanwhile (credit is back).
-    async fn note_credit(&self, kind: CallKind, verdict: &Verdict) {
-        let result = async {
-            let mut conn = self.db.acquire().await?;
-            match verdict {
-                Verdict::Held { .. } => uchat_events::raise_credit_alert(&mut conn).await,
-                Verdict::Succeeded { .. }
-                    if matches!(kind, CallKind::ChangePlan | CallKind::AddAddon) =>
-                {
-                    uchat_events::credit_back(&mut conn).await
-                }
-                _ => Ok(()),
-            }
-        }
-        .await;
-        if let Err(error) = result {
-            tracing::warn!(%error, "recording the partner credit alert failed");
-        }
+        let done = FinishedTry {
+            call,
+            attempt,
+            verdict,
+        };
+        self.completer.complete(done, permit).await
     }
 
     /// What a try's result means for the call.

@@ -4,6 +4,7 @@
 mod admin;
 mod alerts;
 mod backfill;
+mod batched_delivery;
 mod browser;
 mod burst;
 mod check_catalog_online;
