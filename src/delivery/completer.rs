@@ -1,15 +1,16 @@
 //! The completer: records finished tries many to a transaction.
 //!
-//! A try that finishes while another batch is being written waits for the next one, so
-//! an idle worker records a lone try at once, and a busy one shares each commit among
-//! every try that finished during the last. One order's calls never share a batch: the
-//! next call of an order is ready only once its predecessor's batch commits.
+//! A try that finishes while another batch is being written waits for the next one, and
+//! a batch waits a moment for tries still running: so an idle worker records a lone try
+//! at once, and a busy one shares each commit among many. One order's calls never
+//! share a batch: the next call of an order is ready only once its predecessor's batch
+//! commits.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 use tracing::Span;
 
 use crate::db::calls::{self, FinishedTry, Verdict};
@@ -22,12 +23,19 @@ use crate::partner::CallKind;
 const REWRITES: u32 = 2;
 const REWRITE_PAUSE: Duration = Duration::from_millis(100);
 
+/// How long a batch waits for tries still running. Tries claimed together finish
+/// within moments of each other; without the wait, the first to finish would take a
+/// commit (and then a claim) of its own.
+const LINGER: Duration = Duration::from_millis(2);
+
 pub(super) struct Completer {
     db: PgPool,
     /// Tries waiting for the next batch, in the order they finished.
     waiting: Mutex<Batch>,
     /// Held while a batch is written.
     writing: tokio::sync::Mutex<()>,
+    /// Tries begun and not yet handed in.
+    running: watch::Sender<usize>,
     /// Rung once per batch written: its calls' permits are free, and the next calls of
     /// their orders may be ready.
     wake: Arc<Notify>,
@@ -48,23 +56,38 @@ impl Completer {
             db,
             waiting: Mutex::default(),
             writing: tokio::sync::Mutex::new(()),
+            running: watch::Sender::new(0),
             wake,
         }
     }
 
+    /// A try begins, holding `permit` (its delivery slot), if any, until it is recorded.
+    pub(super) fn begin(&self, permit: Option<OwnedSemaphorePermit>) -> Running {
+        self.running.send_modify(|running| *running += 1);
+        Running {
+            running: self.running.clone(),
+            permit,
+        }
+    }
+
     /// Records the try, with others that finished meanwhile; returns once it is written
-    /// (or its batch failed: then its call is taken back when the lease expires). The
-    /// `permit`, if any, is freed when the batch is written.
-    pub(super) async fn complete(&self, done: FinishedTry, permit: Option<OwnedSemaphorePermit>) {
+    /// (or its batch failed: then its call is taken back when the lease expires).
+    pub(super) async fn complete(&self, mut running: Running, done: FinishedTry) {
         {
             let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
             waiting.tries.push(done);
             waiting.spans.push(Span::current());
-            waiting.permits.extend(permit);
+            waiting.permits.extend(running.permit.take());
         }
+        drop(running);
         // Whoever held the lock before took every try waiting then, so once it is ours
         // this try is written, by an earlier holder or now by us.
         let _writing = self.writing.lock().await;
+        let _ = tokio::time::timeout(
+            LINGER,
+            self.running.subscribe().wait_for(|running| *running == 0),
+        )
+        .await;
         let batch =
             std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
         if !batch.tries.is_empty() {
@@ -131,6 +154,18 @@ impl Completer {
             }
         }
         Ok((tx, moved))
+    }
+}
+
+/// A try between its claim and its hand-in to the completer.
+pub(super) struct Running {
+    running: watch::Sender<usize>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.running.send_modify(|running| *running -= 1);
     }
 }
 

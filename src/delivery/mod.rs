@@ -256,10 +256,11 @@ impl Worker {
             order.id = call.order_id,
             attempt = call.attempt
         );
-        self.try_once(call, permit).instrument(span).await
+        let running = self.completer.begin(permit);
+        self.try_once(call, running).instrument(span).await
     }
 
-    async fn try_once(&self, call: ClaimedCall, permit: Option<OwnedSemaphorePermit>) {
+    async fn try_once(&self, call: ClaimedCall, running: completer::Running) {
         let started_at = chrono::Utc::now();
         let clock = Instant::now();
         let result = self.perform(&call).await;
@@ -290,7 +291,7 @@ impl Worker {
             attempt,
             verdict,
         };
-        self.completer.complete(done, permit).await
+        self.completer.complete(running, done).await
     }
 
     /// What a try's result means for the call.
