@@ -74,7 +74,7 @@ impl Completer {
     /// (or its batch failed: then its call is taken back when the lease expires).
     pub(super) async fn complete(&self, mut running: Running, done: FinishedTry) {
         {
-            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut waiting = self.waiting();
             waiting.tries.push(done);
             waiting.spans.push(Span::current());
             waiting.permits.extend(running.permit.take());
@@ -83,16 +83,20 @@ impl Completer {
         // Whoever held the lock before took every try waiting then, so once it is ours
         // this try is written, by an earlier holder or now by us.
         let _writing = self.writing.lock().await;
+        if self.waiting().tries.is_empty() {
+            return;
+        }
         let _ = tokio::time::timeout(
             LINGER,
             self.running.subscribe().wait_for(|running| *running == 0),
         )
         .await;
-        let batch =
-            std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
-        if !batch.tries.is_empty() {
-            self.write(batch).await;
-        }
+        let batch = std::mem::take(&mut *self.waiting());
+        self.write(batch).await;
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Batch> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn write(&self, batch: Batch) {
@@ -110,7 +114,12 @@ impl Completer {
             }
             Err(error) => {
                 for span in &batch.spans {
-                    span.in_scope(|| tracing::error!(%error, "recording a partner call failed; it is retried when its lease expires"));
+                    span.in_scope(|| {
+                        tracing::error!(
+                            %error,
+                            "recording a partner call failed; it is retried when its lease expires"
+                        )
+                    });
                 }
             }
         }
@@ -127,7 +136,11 @@ impl Completer {
                 Ok((tx, moved)) => return tx.commit().await.map(|()| moved),
                 Err(error) if rewrites < REWRITES => {
                     rewrites += 1;
-                    tracing::warn!(%error, tries = tries.len(), "recording partner calls failed; writing them again");
+                    tracing::warn!(
+                        %error,
+                        tries = tries.len(),
+                        "recording partner calls failed; writing them again"
+                    );
                     tokio::time::sleep(REWRITE_PAUSE * rewrites).await;
                 }
                 Err(error) => return Err(error),
