@@ -720,4 +720,44 @@ mod tests {
         assert!(!install.took_effect(3.0, 3.0));
         assert!(Counter::of(&Call::Pause).is_none());
     }
+
+    #[test]
+    fn a_repeat_takes_only_a_workspace_its_first_try_may_have_made() {
+        let sent = ExistingUserWorkspace {
+            email: "ann@example.com".into(),
+            team_name: "Ann's team".into(),
+            template_ns: None,
+            trial_days: None,
+        };
+        let first_tried_at = "2024-05-01T09:30:00Z".parse::<DateTime<Utc>>().unwrap();
+        let listed = |team_name: Option<&str>, created_at: Option<&str>| WorkspaceInfo {
+            id: 7,
+            owner_email: "ann@example.com".into(),
+            team_name: team_name.map(str::to_owned),
+            created_at: created_at.map(str::to_owned),
+            ..WorkspaceInfo::default()
+        };
+        let fits = |workspace: WorkspaceInfo| may_be_made_by(&workspace, &sent, first_tried_at);
+
+        assert!(fits(listed(
+            Some("Ann's team"),
+            Some("2024-05-01T09:30:01Z")
+        )));
+        assert!(
+            fits(listed(Some(" ann's TEAM "), None)),
+            "UChat may tidy the name"
+        );
+        // What UChat does not show is not held against a workspace.
+        assert!(fits(listed(None, None)));
+        assert!(fits(listed(Some(""), Some("2024-05-01 08:00:00"))));
+        // UChat's clock a little behind ours, or its time cut to the second.
+        assert!(fits(listed(None, Some("2024-05-01T09:29:59Z"))));
+        assert!(fits(listed(None, Some("2024-05-01T09:29:00Z"))));
+
+        assert!(!fits(listed(Some("Another team"), None)));
+        assert!(
+            !fits(listed(Some("Ann's team"), Some("2024-05-01T09:28:59Z"))),
+            "made before the first try began"
+        );
+    }
 }
