@@ -3,8 +3,10 @@
 -- since this time.
 ALTER TABLE partner_calls ADD COLUMN first_tried_at TIMESTAMPTZ;
 
--- Creates that kept the list of the owner's workspaces before their first try (the old
--- way of making a repeat safe): that try began after the call was queued, so the queue
--- time is a safe, earlier bound for the new look. Only counters keep a baseline now.
+-- Creates that may have been sent before this upgrade: those that kept the list of the
+-- owner's workspaces before their first try (the old way of making a repeat safe), and
+-- those running now. Their first try began after they were queued, so the queue time is
+-- a safe, earlier bound for the new look. Only counters keep a baseline now.
 UPDATE partner_calls SET first_tried_at = created_at, baseline = NULL
-WHERE baseline ? 'workspace_ids';
+WHERE baseline ? 'workspace_ids'
+   OR (status = 'running' AND kind IN ('create', 'create-for-existing-user', 'reuse-workspace'));

@@ -842,3 +842,93 @@ async fn a_create_for_an_existing_user_applied_then_lost_is_found_by_the_repeat(
             .unwrap();
     assert_eq!(workspace, Some(88));
 }
+
+/// The migrations before `version`, copied to a directory of their own.
+fn migrations_before(version: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("migrations-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&dir).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for file in std::fs::read_dir(all).unwrap() {
+        let file = file.unwrap();
+        if file.file_name().to_string_lossy().as_ref() < version {
+            std::fs::copy(file.path(), dir.join(file.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_create_tried_before_the_upgrade_is_found_by_its_repeat_after_it() {
+    let (base, sandbox) = spawn_sandbox(Faults::default()).await;
+    let database = fresh_database().await;
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database.url)
+        .await
+        .unwrap();
+    let before = migrations_before("0013");
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&db)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(before).unwrap();
+    // Before the upgrade, a first try kept the owner's workspaces (none), sent the
+    // create, and lost the answer.
+    let order: i64 = sqlx::query_scalar(
+        "INSERT INTO orders (email, status) VALUES ('ada@example.com', 'active') RETURNING id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO partner_calls (order_id, position, kind, body, attempts, baseline)
+         VALUES ($1, 1, 'create', $2, 1, '{\"workspace_ids\": []}')",
+    )
+    .bind(order)
+    .bind(adas_create())
+    .execute(&db)
+    .await
+    .unwrap();
+    let mut sent = adas_create();
+    sent["password"] = json!("first-password");
+    let made = reqwest::Client::new()
+        .post(format!("{base}/partner/workspace/create"))
+        .bearer_auth(PARTNER_TOKEN)
+        .json(&sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+
+    sqlx::migrate!("./migrations").run(&db).await.unwrap();
+    let delivery = delivery_to(&base);
+    let worker = uchat_billing::delivery::Worker::new(
+        db.clone(),
+        delivery.partner,
+        delivery.settings,
+        Default::default(),
+    );
+    worker.deliver_due().await.unwrap();
+
+    let [workspace] = &sandbox.workspaces()[..] else {
+        panic!("one workspace expected: {:?}", sandbox.workspaces())
+    };
+    let (status, bound): (String, Option<i64>) = sqlx::query_as(
+        "SELECT c.status, o.workspace_id FROM partner_calls c JOIN orders o ON o.id = c.order_id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), bound),
+        ("succeeded", Some(workspace.id as i64))
+    );
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM attempts")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "already_applied");
+    db.close().await;
+}
