@@ -110,8 +110,8 @@ pub async fn of_customer(
     .await
 }
 
-/// Those of `workspace_ids` that an order other than `order_id` has: they are not
-/// another create's to take.
+/// Those of `workspace_ids` bound to an order other than `order_id`: a repeated create
+/// of `order_id` must not take them.
 pub async fn bound_elsewhere(
     pool: &PgPool,
     order_id: i64,

@@ -579,9 +579,10 @@ fn not_sent(message: String) -> PartnerError {
     }
 }
 
-/// How far UChat's clock may be behind ours, its `created_at` cut to the second included,
-/// when a repeat looks for what its first try made. Ample for clocks kept by NTP; a
-/// workspace made longer before the first try began was not made by it.
+/// How much earlier than the first try began (by our database's clock) UChat may stamp
+/// the workspace that try made: its clock may lag ours, and it may cut times to the
+/// second. A minute is ample for clocks kept by NTP; a workspace stamped earlier still
+/// was not made by the try.
 const CLOCK_SKEW: TimeDelta = TimeDelta::seconds(60);
 
 /// Whether a try of a create that sent `sent` and began at `first_tried_at` may have made
