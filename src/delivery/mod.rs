@@ -484,9 +484,9 @@ impl Worker {
                 ))
             })?;
         candidates.retain(|id| !taken.contains(id));
-        // Several are left only when creates of the same owner and team overlapped; each
-        // is a workspace no order has.
-        Ok(candidates.into_iter().min())
+        // The newest (UChat counts ids up): where UChat shows no creation time, an older
+        // workspace of the owner is likelier one they made themselves.
+        Ok(candidates.into_iter().max())
     }
 
     /// Binds the workspace the buyer named, if UChat shows the buyer as its owner. A

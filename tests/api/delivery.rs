@@ -932,3 +932,35 @@ async fn a_create_tried_before_the_upgrade_is_found_by_its_repeat_after_it() {
     assert_eq!(outcome, "already_applied");
     db.close().await;
 }
+
+#[tokio::test]
+async fn where_uchat_shows_no_creation_times_a_repeat_takes_the_owners_newest_workspace() {
+    let partner = MockServer::start().await;
+    // Made, but its answer comes after the client gave up.
+    expect_call("POST", "/partner/workspace/create")
+        .respond_with(ok(json!({"id": 88})).set_delay(Duration::from_secs(2)))
+        .expect(1)
+        .mount(&partner)
+        .await;
+    // As the contract lists them: no team name, no creation time.
+    expect_call("GET", "/partner/workspaces")
+        .respond_with(workspace_list(json!([
+            {"id": 5, "name": "Ada", "owner_email": "ada@example.com"},
+            {"id": 88, "name": "Ada", "owner_email": "ada@example.com"}
+        ])))
+        .expect(1)
+        .mount(&partner)
+        .await;
+    let app = spawn_app_delivering_to(&partner.uri()).await;
+    let order = app
+        .queue_calls(None, "ada@example.com", &[("create", adas_create())])
+        .await;
+    app.deliver_all().await;
+    let workspace: Option<i64> =
+        sqlx::query_scalar("SELECT workspace_id FROM orders WHERE id = $1")
+            .bind(order)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(workspace, Some(88));
+}
