@@ -1,7 +1,8 @@
 //! `cargo bench --bench pipeline`: the service against its physical limits, on loopback.
 //!
-//! 1. Intake: signed events of real sample shapes posted at concurrency 1, 8 and 32,
-//!    against `pgbench` running the same INSERT with the same payloads and concurrency.
+//! 1. Intake: signed events of real sample shapes posted at concurrency 1, 8 and 32, to
+//!    the default service (processing and delivery on) and to an intake-only one, against
+//!    `pgbench` running the same INSERT with the same payloads and concurrency.
 //! 2. End to end: sales posted and delivered to the in-process UChat sandbox.
 //! 3. Slow partner: the same, with 200 ms per partner request and 64 calls in flight.
 //! 4. Memory: the service's peak RSS during 1 and 2.
@@ -34,106 +35,153 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run())
 }
 
+/// The sections, by the name that runs one alone: `cargo bench --bench pipeline -- end-to-end`.
+const SECTIONS: [&str; 3] = ["intake", "end-to-end", "slow-partner"];
+
 async fn run() -> anyhow::Result<()> {
+    // Cargo passes `--bench`; any other argument names sections to run.
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    if let Some(unknown) = chosen
+        .iter()
+        .find(|name| !SECTIONS.contains(&name.as_str()))
+    {
+        anyhow::bail!("no section {unknown}; sections: {}", SECTIONS.join(", "));
+    }
+    let runs = |section: &str| chosen.is_empty() || chosen.iter().any(|name| name == section);
     let url = support::fresh_database(DATABASE).await?;
     let db = uchat_billing::db::pool(&url, 4)?;
+    if runs("intake") {
+        intake(&url).await?;
+    }
+    if runs("end-to-end") {
+        let title = "End to end: no partner latency, DELIVERY_CONCURRENCY=8";
+        pipeline(&url, &db, title, 0, "8", 2000).await?;
+    }
+    if runs("slow-partner") {
+        let title = "Slow partner: 200 ms per request, DELIVERY_CONCURRENCY=64";
+        pipeline(&url, &db, title, 200, "64", 1000).await?;
+    }
+    Ok(())
+}
 
+/// Intake's events/s and latency, by concurrency, in the default service and intake-only,
+/// next to pgbench running the same INSERT.
+async fn intake(url: &str) -> anyhow::Result<()> {
     println!("## Intake: events/s and latency; pgbench runs the same INSERT\n");
-    println!("Each row: {ROUNDS} rounds of {EVENTS} events, the service and pgbench taking turns; medians.\n");
     println!(
-        "| concurrency | service events/s | p50 ms | p99 ms | pgbench tps | service / pgbench |"
+        "Each row: {ROUNDS} rounds of {EVENTS} events, the default service (processing and \
+         delivery on), the intake-only service and pgbench taking turns; medians.\n"
     );
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| concurrency | default serve events/s | p50 ms | p99 ms | / pgbench | intake-only events/s | / pgbench | pgbench tps |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let payloads = sample_payloads()?;
     let scripts = pgbench_scripts(&payloads)?;
-    let intake = Service::start(&url, &[("PROCESS_EVENTS", "false")])?;
+    let partner = Partner::start(0).await?;
+    let default_env = [
+        ("UCHAT_API_BASE", partner.url.as_str()),
+        ("UCHAT_API_TOKEN", PARTNER_TOKEN),
+    ];
+    let intake_only_env = [("PROCESS_EVENTS", "false")];
     let mut counter = 0;
+    let mut peak = 0;
+    let mut next_bodies = || -> Vec<Vec<u8>> {
+        (0..EVENTS)
+            .map(|_| {
+                counter += 1;
+                payloads[counter % payloads.len()].with_id(&format!("\"evt_bench_{counter}\""))
+            })
+            .collect()
+    };
     for concurrency in [1, 8, 32] {
-        let (mut service, mut pgbench) = (Vec::new(), Vec::new());
+        let (mut default, mut intake_only, mut pgbench) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            let bodies: Vec<Vec<u8>> = (0..EVENTS)
-                .map(|_| {
-                    counter += 1;
-                    payloads[counter % payloads.len()].with_id(&format!("\"evt_bench_{counter}\""))
-                })
-                .collect();
-            service.push(post_all(&intake.url, bodies, concurrency).await);
-            pgbench.push(run_pgbench(&url, &scripts, concurrency, EVENTS)?);
+            for (env, loads) in [
+                (&default_env[..], &mut default),
+                (&intake_only_env[..], &mut intake_only),
+            ] {
+                let service = Service::start(url, env)?;
+                loads.push(post_all(&service.url, next_bodies(), concurrency).await);
+                peak = peak.max(service.stop());
+            }
+            pgbench.push(run_pgbench(url, &scripts, concurrency, EVENTS)?);
         }
-        service.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
-        let load = &service[ROUNDS / 2];
         let pgbench = percentile(&pgbench, 50.0);
+        let default = median(&mut default);
+        let intake_only = median(&mut intake_only);
         println!(
-            "| {concurrency} | {:.0} | {:.2} | {:.2} | {pgbench:.0} | {:.2} |",
-            load.per_second(),
-            load.percentile(50.0),
-            load.percentile(99.0),
-            load.per_second() / pgbench,
-        );
-    }
-    let intake_peak = intake.stop();
-
-    for (title, latency_ms, delivery_concurrency, sales) in [
-        (
-            "End to end: no partner latency, DELIVERY_CONCURRENCY=8",
-            0,
-            "8",
-            2000,
-        ),
-        (
-            "Slow partner: 200 ms per request, DELIVERY_CONCURRENCY=64",
-            200,
-            "64",
-            1000,
-        ),
-    ] {
-        sqlx::query("TRUNCATE events, orders, order_links, partner_calls, attempts CASCADE")
-            .execute(&db)
-            .await?;
-        // Flush the intake phase's writes now, not in the middle of the measurement.
-        sqlx::query("CHECKPOINT").execute(&db).await?;
-        let partner = Partner::start(latency_ms).await?;
-        let service = Service::start(
-            &url,
-            &[
-                ("UCHAT_API_BASE", partner.url.as_str()),
-                ("UCHAT_API_TOKEN", PARTNER_TOKEN),
-                ("DELIVERY_CONCURRENCY", delivery_concurrency),
-                ("EVENT_SETTLE_MS", "0"),
-            ],
-        )?;
-        // Throughput: a burst of sales, 32 senders at once.
-        let burst = end_to_end(&service.url, &db, &partner, 0..sales, 32, None).await?;
-        // Latency: sales at a pace the pipeline keeps up with (25 a second), so the time
-        // from the 200 to the partner's first call is not time spent queueing.
-        let paced = 1_000_000..1_000_000 + 200;
-        let paced = end_to_end(
-            &service.url,
-            &db,
-            &partner,
-            paced,
-            1,
-            Some(Duration::from_millis(40)),
-        )
-        .await?;
-        let peak = service.stop();
-        println!("\n## {title}\n");
-        println!("| burst sales | partner calls | calls/s | burst: first call after 200, p50 / p99 ms | paced (25 sales/s): p50 / p99 ms | service peak RSS MiB |");
-        println!("|---|---|---|---|---|---|");
-        println!(
-            "| {sales} | {} | {:.0} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} |",
-            burst.calls,
-            burst.calls as f64 / burst.elapsed.as_secs_f64(),
-            burst.first_call.percentile(50.0),
-            burst.first_call.percentile(99.0),
-            paced.first_call.percentile(50.0),
-            paced.first_call.percentile(99.0),
-            peak as f64 / 1024.0,
+            "| {concurrency} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {pgbench:.0} |",
+            default.per_second(),
+            default.percentile(50.0),
+            default.percentile(99.0),
+            default.per_second() / pgbench,
+            intake_only.per_second(),
+            intake_only.per_second() / pgbench,
         );
     }
     println!(
-        "\nIntake service peak RSS: {:.1} MiB",
-        intake_peak as f64 / 1024.0
+        "\nIntake: the services' peak RSS {:.1} MiB\n",
+        peak as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// Sales posted and delivered to the sandbox: a burst for throughput, then a paced run
+/// for the latency from the 200 to the partner's first call.
+async fn pipeline(
+    url: &str,
+    db: &PgPool,
+    title: &str,
+    latency_ms: u64,
+    delivery_concurrency: &str,
+    sales: usize,
+) -> anyhow::Result<()> {
+    sqlx::query("TRUNCATE events, orders, order_links, partner_calls, attempts CASCADE")
+        .execute(db)
+        .await?;
+    // Flush the earlier sections' writes now, not in the middle of the measurement.
+    sqlx::query("CHECKPOINT").execute(db).await?;
+    let partner = Partner::start(latency_ms).await?;
+    let service = Service::start(
+        url,
+        &[
+            ("UCHAT_API_BASE", partner.url.as_str()),
+            ("UCHAT_API_TOKEN", PARTNER_TOKEN),
+            ("DELIVERY_CONCURRENCY", delivery_concurrency),
+            ("EVENT_SETTLE_MS", "0"),
+        ],
+    )?;
+    // Throughput: a burst of sales, 32 senders at once.
+    let burst = end_to_end(&service.url, db, &partner, 0..sales, 32, None).await?;
+    // Latency: sales at a pace the pipeline keeps up with (25 a second), so the time
+    // from the 200 to the partner's first call is not time spent queueing.
+    let paced = 1_000_000..1_000_000 + 200;
+    let paced = end_to_end(
+        &service.url,
+        db,
+        &partner,
+        paced,
+        1,
+        Some(Duration::from_millis(40)),
+    )
+    .await?;
+    let peak = service.stop();
+    println!("## {title}\n");
+    println!("| burst sales | partner calls | calls/s | burst: first call after 200, p50 / p99 ms | paced (25 sales/s): p50 / p99 ms | service peak RSS MiB |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {sales} | {} | {:.0} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} |\n",
+        burst.calls,
+        burst.calls as f64 / burst.elapsed.as_secs_f64(),
+        burst.first_call.percentile(50.0),
+        burst.first_call.percentile(99.0),
+        paced.first_call.percentile(50.0),
+        paced.first_call.percentile(99.0),
+        peak as f64 / 1024.0,
     );
     Ok(())
 }
@@ -264,6 +312,12 @@ fn run_pgbench(
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|tps| tps.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output:\n{text}"))
+}
+
+/// The round with the median rate.
+fn median(loads: &mut [Load]) -> &Load {
+    loads.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+    &loads[loads.len() / 2]
 }
 
 /// Latencies in milliseconds and the wall time they took.

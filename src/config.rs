@@ -127,7 +127,7 @@ pub const LEASE_SECS: Var = Var {
     unset: Unset::Derived("4 × UCHAT_TIMEOUT_SECS + 10"),
     meaning: "how long a claimed call stays the worker's; after a crash, another worker takes \
               it back (looking before repeating) once it expires. Must be longer than \
-              `UCHAT_TIMEOUT_SECS`, and should outlast a try (up to three partner requests)",
+              `UCHAT_TIMEOUT_SECS`, and should outlast a try (up to four partner requests)",
 };
 pub const PROCESS_EVENTS: Var = Var {
     name: "PROCESS_EVENTS",

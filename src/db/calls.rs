@@ -68,12 +68,15 @@ pub struct ClaimedCall {
     pub lease_id: uuid::Uuid,
     pub baseline: Option<Value>,
     pub workspace_id: Option<i64>,
+    /// When the call's first try began, if this try repeats it; `None` on the first try.
+    pub first_tried_at: Option<DateTime<Utc>>,
 }
 
 /// Claims up to `limit` due calls, each the first unfinished call of its order (`ready`),
 /// and leases them for `lease`. One short transaction; the partner is called outside it.
 /// Only ready calls are candidates, so the claim is one index scan that stops after
-/// `limit` rows however many calls wait behind their order's first.
+/// `limit` rows however many calls wait behind their order's first. The first claim of a
+/// call notes when its first try began.
 pub async fn claim(
     pool: &PgPool,
     limit: i64,
@@ -81,7 +84,7 @@ pub async fn claim(
 ) -> Result<Vec<ClaimedCall>, sqlx::Error> {
     sqlx::query_as(
         "WITH due AS (
-             SELECT c.id FROM partner_calls c
+             SELECT c.id, c.first_tried_at FROM partner_calls c
              WHERE c.status IN ('pending', 'held') AND c.ready AND c.next_attempt_at <= now()
              ORDER BY c.next_attempt_at, c.id
              LIMIT $1
@@ -89,11 +92,12 @@ pub async fn claim(
          )
          UPDATE partner_calls c
          SET status = 'running', attempts = c.attempts + 1, lease_id = gen_random_uuid(),
-             lease_expires_at = now() + make_interval(secs => $2)
+             lease_expires_at = now() + make_interval(secs => $2),
+             first_tried_at = COALESCE(c.first_tried_at, now())
          FROM due, orders o
          WHERE c.id = due.id AND o.id = c.order_id
          RETURNING c.id, c.order_id, c.kind, c.body, c.attempts AS attempt, c.lease_id,
-                   c.baseline, o.workspace_id",
+                   c.baseline, o.workspace_id, due.first_tried_at",
     )
     .bind(limit)
     .bind(lease.as_secs_f64())
@@ -136,7 +140,7 @@ pub async fn next_due_in(pool: &PgPool) -> Result<Option<Duration>, sqlx::Error>
     Ok(seconds.map(Duration::from_secs_f64))
 }
 
-/// Keeps what the workspace looked like before the first try, under the call's lease.
+/// Keeps a counter's value before the call's first try, under the call's lease.
 pub async fn save_baseline(
     pool: &PgPool,
     call: &ClaimedCall,

@@ -37,11 +37,26 @@ pub fn pool_with_statement_timeout(
     ))
 }
 
+/// A connection idle at least this long is checked (a round trip) before it is handed
+/// out; one in steady use is not, as its last statement just showed it alive.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 fn lazy(options: PgConnectOptions, max_connections: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(max_connections)
         // Short enough that Stripe gets a 503 well before its own timeout.
         .acquire_timeout(Duration::from_secs(3))
+        // sqlx pings every connection it hands out: under load, one round trip more per
+        // transaction. A broken connection fails its check and is replaced.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options)
 }
 

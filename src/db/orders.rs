@@ -110,6 +110,22 @@ pub async fn of_customer(
     .await
 }
 
+/// Those of `workspace_ids` bound to an order other than `order_id`: a repeated create
+/// of `order_id` must not take them.
+pub async fn bound_elsewhere(
+    pool: &PgPool,
+    order_id: i64,
+    workspace_ids: &[i64],
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT workspace_id FROM orders WHERE workspace_id = ANY($2) AND id <> $1",
+    )
+    .bind(order_id)
+    .bind(workspace_ids)
+    .fetch_all(pool)
+    .await
+}
+
 /// The order with this id, locked for update.
 pub async fn get_for_update(conn: &mut PgConnection, id: i64) -> Result<OrderRow, sqlx::Error> {
     sqlx::query_as("SELECT id, facts, provisioned FROM orders WHERE id = $1 FOR UPDATE")

@@ -11,6 +11,7 @@ mod completer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, TimeDelta, Utc};
 use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
@@ -22,10 +23,11 @@ use tracing::Instrument;
 pub use crate::retry::RetryPolicy;
 
 use crate::db::calls::{self, AttemptRecord, ClaimedCall, FinishedTry, Verdict};
+use crate::db::orders;
 use crate::metrics::Metrics;
 use crate::partner::{
     Call, CallKind, ExistingUserWorkspace, NewWorkspace, Ownership, PartnerClient, PartnerError,
-    Reply,
+    Reply, WorkspaceInfo,
 };
 use crate::secret::Secret;
 use completer::Completer;
@@ -49,8 +51,9 @@ pub struct DeliverySettings {
 }
 
 impl DeliverySettings {
-    /// Defaults for a partner timeout: a lease outlasts the up to three requests of a
-    /// try (look, create, create for the existing user) with room to record.
+    /// Defaults for a partner timeout: a lease outlasts the up to four requests of a try
+    /// (a reuse's ownership check, the look before a repeated create, create, create for
+    /// the existing user) with room to record. A create's first try makes one or two.
     pub fn for_timeout(timeout: Duration) -> DeliverySettings {
         DeliverySettings {
             concurrency: 8,
@@ -395,28 +398,22 @@ impl Worker {
         Ok(Done::replied(reply))
     }
 
-    /// A create, made at most once: before a repeat, the owner's workspaces are compared
-    /// with those before the first try. An email that already has a UChat account gets a
-    /// workspace through create-for-existing-user (`existing`); so does a call that is one
-    /// (`new` is `None`).
+    /// A create, made at most once: its first try only creates, and a repeat first looks
+    /// for the workspace an earlier try may have made. An email that already has a UChat
+    /// account gets a workspace through create-for-existing-user (`existing`); so does a
+    /// call that is one (`new` is `None`).
     async fn create(
         &self,
         claimed: &ClaimedCall,
         new: Option<NewWorkspace>,
         existing: ExistingUserWorkspace,
     ) -> Result<Done, PartnerError> {
-        let owned = self.workspaces_owned_by(&existing.email).await?;
-        match claimed.baseline.as_ref() {
-            Some(baseline) => {
-                let before: Vec<i64> =
-                    serde_json::from_value(baseline["workspace_ids"].clone()).unwrap_or_default();
-                if let Some(new) = owned.iter().find(|id| !before.contains(id)) {
-                    return Ok(Done::already_applied(Some(*new)));
-                }
-            }
-            None => {
-                self.keep_baseline(claimed, json!({ "workspace_ids": owned }))
-                    .await?
+        if let Some(first_tried_at) = claimed.first_tried_at {
+            let made = self
+                .made_earlier(claimed.order_id, &existing, first_tried_at)
+                .await?;
+            if let Some(made) = made {
+                return Ok(Done::already_applied(Some(made)));
             }
         }
 
@@ -444,6 +441,38 @@ impl Worker {
         created(reply, ran_as)
     }
 
+    /// The workspace an earlier try of an order's create made, if UChat shows one that
+    /// [`may_be_made_by`] that try and no other order has: a customer with two
+    /// subscriptions has two workspaces of the same owner and team.
+    async fn made_earlier(
+        &self,
+        order_id: i64,
+        sent: &ExistingUserWorkspace,
+        first_tried_at: DateTime<Utc>,
+    ) -> Result<Option<i64>, PartnerError> {
+        let mut candidates: Vec<i64> = self
+            .workspaces_owned_by(&sent.email)
+            .await?
+            .iter()
+            .filter(|workspace| may_be_made_by(workspace, sent, first_tried_at))
+            .map(|workspace| workspace.id)
+            .collect();
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let taken = orders::bound_elsewhere(&self.db, order_id, &candidates)
+            .await
+            .map_err(|error| {
+                not_sent(format!(
+                    "could not read which workspaces other orders have: {error}"
+                ))
+            })?;
+        candidates.retain(|id| !taken.contains(id));
+        // The newest (UChat counts ids up): where UChat shows no creation time, an older
+        // workspace of the owner is likelier one they made themselves.
+        Ok(candidates.into_iter().max())
+    }
+
     /// Binds the workspace the buyer named, if UChat shows the buyer as its owner. A
     /// read only, so safe to repeat; refused for good otherwise, and then no later call
     /// of the order reaches it (the order has no workspace).
@@ -465,46 +494,45 @@ impl Worker {
     }
 
     /// Binds the customer's earlier workspace if UChat still has it (and it is still
-    /// theirs); otherwise creates a new one, as a create call would, at most once.
+    /// theirs); otherwise creates a new one, as a create call would, at most once. A
+    /// repeat checks again first: the earlier workspace does not come back, so a try that
+    /// went on to create stays on that path and finds what it made.
     async fn reuse(
         &self,
         claimed: &ClaimedCall,
         workspace_id: i64,
         create: NewWorkspace,
     ) -> Result<Done, PartnerError> {
-        // A try that already went on to create has its baseline: stay on that path, so a
-        // repeat finds the workspace it may have made.
-        if claimed.baseline.is_none() {
-            match self.partner.ownership(workspace_id, &create.email).await? {
-                Ownership::Owner => return Ok(Done::bound(workspace_id)),
-                Ownership::OtherOwner => tracing::info!(
-                    workspace_id,
-                    "the customer's last workspace has another owner now; creating a new one"
-                ),
-                Ownership::NoSuchWorkspace => tracing::info!(
-                    workspace_id,
-                    "UChat no longer has the customer's last workspace; creating a new one"
-                ),
-            }
+        match self.partner.ownership(workspace_id, &create.email).await? {
+            Ownership::Owner => return Ok(Done::bound(workspace_id)),
+            Ownership::OtherOwner => tracing::info!(
+                workspace_id,
+                "the customer's last workspace has another owner now; creating a new one"
+            ),
+            Ownership::NoSuchWorkspace => tracing::info!(
+                workspace_id,
+                "UChat no longer has the customer's last workspace; creating a new one"
+            ),
         }
         let existing = create.for_existing_user();
         self.create(claimed, Some(create), existing).await
     }
 
-    async fn workspaces_owned_by(&self, email: &str) -> Result<Vec<i64>, PartnerError> {
+    /// The workspaces UChat shows `email` owning (compared case-insensitively).
+    async fn workspaces_owned_by(&self, email: &str) -> Result<Vec<WorkspaceInfo>, PartnerError> {
         let mut owned = Vec::new();
         let mut page = 1;
         loop {
             let listed = self.partner.list_workspaces(page, Some(email)).await?;
+            let last_page = listed.meta.last_page;
             owned.extend(
                 listed
                     .data
-                    .iter()
-                    .filter(|w| w.owner_email.eq_ignore_ascii_case(email))
-                    .map(|w| w.id),
+                    .into_iter()
+                    .filter(|w| w.owner_email.trim().eq_ignore_ascii_case(email.trim())),
             );
             // A search by one email spans few pages; the bound guards against a bad meta.
-            if i64::from(page) >= listed.meta.last_page || page >= 50 {
+            if i64::from(page) >= last_page || page >= 50 {
                 return Ok(owned);
             }
             page += 1;
@@ -533,6 +561,32 @@ fn not_sent(message: String) -> PartnerError {
         retry_after: None,
         ambiguous: false,
     }
+}
+
+/// How much earlier than the first try began (by our database's clock) UChat may stamp
+/// the workspace that try made: its clock may lag ours, and it may cut times to the
+/// second. A minute is ample for clocks kept by NTP; a workspace stamped earlier still
+/// was not made by the try.
+const CLOCK_SKEW: TimeDelta = TimeDelta::seconds(60);
+
+/// Whether a try of a create that sent `sent` and began at `first_tried_at` may have made
+/// `workspace` (owned by the email sent): its team name and creation time must fit, where
+/// UChat shows them.
+fn may_be_made_by(
+    workspace: &WorkspaceInfo,
+    sent: &ExistingUserWorkspace,
+    first_tried_at: DateTime<Utc>,
+) -> bool {
+    let team_fits = workspace
+        .team_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|team| !team.is_empty())
+        .is_none_or(|team| team.eq_ignore_ascii_case(sent.team_name.trim()));
+    let time_fits = workspace
+        .created()
+        .is_none_or(|created| created >= first_tried_at - CLOCK_SKEW);
+    team_fits && time_fits
 }
 
 fn created(reply: Reply, ran_as: Option<CallKind>) -> Result<Done, PartnerError> {
@@ -650,5 +704,45 @@ mod tests {
         assert!(install.took_effect(3.0, 6.0));
         assert!(!install.took_effect(3.0, 3.0));
         assert!(Counter::of(&Call::Pause).is_none());
+    }
+
+    #[test]
+    fn a_repeat_takes_only_a_workspace_its_first_try_may_have_made() {
+        let sent = ExistingUserWorkspace {
+            email: "ann@example.com".into(),
+            team_name: "Ann's team".into(),
+            template_ns: None,
+            trial_days: None,
+        };
+        let first_tried_at = "2024-05-01T09:30:00Z".parse::<DateTime<Utc>>().unwrap();
+        let listed = |team_name: Option<&str>, created_at: Option<&str>| WorkspaceInfo {
+            id: 7,
+            owner_email: "ann@example.com".into(),
+            team_name: team_name.map(str::to_owned),
+            created_at: created_at.map(str::to_owned),
+            ..WorkspaceInfo::default()
+        };
+        let fits = |workspace: WorkspaceInfo| may_be_made_by(&workspace, &sent, first_tried_at);
+
+        assert!(fits(listed(
+            Some("Ann's team"),
+            Some("2024-05-01T09:30:01Z")
+        )));
+        assert!(
+            fits(listed(Some(" ann's TEAM "), None)),
+            "UChat may tidy the name"
+        );
+        // What UChat does not show is not held against a workspace.
+        assert!(fits(listed(None, None)));
+        assert!(fits(listed(Some(""), Some("2024-05-01 08:00:00"))));
+        // UChat's clock a little behind ours, or its time cut to the second.
+        assert!(fits(listed(None, Some("2024-05-01T09:29:59Z"))));
+        assert!(fits(listed(None, Some("2024-05-01T09:29:00Z"))));
+
+        assert!(!fits(listed(Some("Another team"), None)));
+        assert!(
+            !fits(listed(Some("Ann's team"), Some("2024-05-01T09:28:59Z"))),
+            "made before the first try began"
+        );
     }
 }

@@ -16,6 +16,7 @@ mod webhooks;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
+use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -317,6 +318,13 @@ pub struct WorkspaceInfo {
     pub auto_renew: bool,
     #[serde(deserialize_with = "lenient::string")]
     pub owner_email: String,
+    /// Where UChat shows it (the contract does not list it).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub team_name: Option<String>,
+    /// Where UChat shows it (the contract does not list it); read with
+    /// [`WorkspaceInfo::created`].
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub created_at: Option<String>,
     #[serde(deserialize_with = "lenient::float")]
     pub points: f64,
     #[serde(deserialize_with = "lenient::opt_string")]
@@ -335,6 +343,15 @@ pub struct WorkspaceInfo {
 }
 
 impl WorkspaceInfo {
+    /// When UChat made the workspace, if `created_at` is a time with its offset
+    /// (`2024-05-01T09:30:00.000000Z`, as Laravel writes it). A time without one is taken
+    /// as unknown: read in the wrong zone it would be hours off.
+    pub fn created(&self) -> Option<DateTime<Utc>> {
+        let created_at = self.created_at.as_deref()?.trim();
+        let created = DateTime::parse_from_rfc3339(created_at).ok()?;
+        Some(created.with_timezone(&Utc))
+    }
+
     /// The quantity of an add-on by id (`"bot_user"`) or field name (`"addon_bot_user"`);
     /// 0 when absent.
     pub fn addon_qty(&self, addon: &str) -> i64 {

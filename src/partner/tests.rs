@@ -409,6 +409,31 @@ async fn get_workspace_reads_numeric_strings_and_flags() {
     );
 }
 
+#[test]
+fn a_listed_workspace_shows_its_team_and_creation_time_when_uchat_gives_them() {
+    let listed = |fields: Value| serde_json::from_value::<WorkspaceInfo>(fields).unwrap();
+    let shown = listed(json!({ "id": 7, "team_name": "Ann's team",
+        "created_at": "2024-05-01T09:30:00.250000Z" }));
+    let at = |time: &str| DateTime::parse_from_rfc3339(time).unwrap().to_utc();
+    assert_eq!(shown.team_name.as_deref(), Some("Ann's team"));
+    assert_eq!(shown.created(), Some(at("2024-05-01T09:30:00.25Z")));
+    let elsewhere = listed(json!({ "created_at": "2024-05-01T19:30:00+10:00" }));
+    assert_eq!(elsewhere.created(), Some(at("2024-05-01T09:30:00Z")));
+
+    // Neither is in the contract: absent, null or unreadable, each is unknown.
+    for unknown in [
+        json!({ "id": 7 }),
+        json!({ "id": 7, "team_name": null, "created_at": null }),
+        // Without an offset the zone is a guess: hours off, read in the wrong one.
+        json!({ "id": 7, "created_at": "2024-05-01 09:30:00" }),
+        json!({ "id": 7, "created_at": "yesterday" }),
+    ] {
+        let workspace = listed(unknown.clone());
+        assert_eq!(workspace.created(), None, "{unknown}");
+    }
+    assert_eq!(listed(json!({ "id": 7 })).team_name, None);
+}
+
 #[tokio::test]
 async fn lists_plans_addons_and_credit() {
     let server = MockServer::start().await;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -88,6 +89,9 @@ pub struct Workspace {
     pub name: String,
     pub owner_email: String,
     pub team_name: Option<String>,
+    /// Shown as Laravel writes it, `2024-05-01T09:30:00.000000Z`: the contract does not
+    /// list it, so clients must not rely on it.
+    pub created_at: DateTime<Utc>,
     /// `trial` after create, then a plan id.
     pub plan: String,
     pub is_paused: bool,
@@ -135,6 +139,7 @@ impl Workspace {
             "id": self.id,
             "name": self.name,
             "team_name": self.team_name,
+            "created_at": self.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
             "owner_email": self.owner_email,
             "plan": self.plan,
             "is_paused": u8::from(self.is_paused),
@@ -284,6 +289,7 @@ impl Store {
             name,
             owner_email,
             team_name,
+            created_at: Utc::now(),
             plan: String::new(),
             is_paused: false,
             auto_renew: true,

@@ -653,3 +653,314 @@ async fn two_worker_processes_never_run_the_same_call() {
         "each call reached the partner once"
     );
 }
+
+/// `create`'s body for Ada, as the planner stores it.
+fn adas_create() -> Value {
+    json!({"email": "ada@example.com", "name": "Ada", "team_name": "Ada's team", "require_email_verification": "no"})
+}
+
+/// A page of `GET /partner/workspaces` with these items.
+fn workspace_list(items: Value) -> ResponseTemplate {
+    let total = items.as_array().map_or(0, Vec::len);
+    ResponseTemplate::new(200).set_body_json(json!({
+        "data": items, "meta": {"current_page": 1, "last_page": 1, "total": total}
+    }))
+}
+
+/// The sandbox's requests, as `METHOD path` without the query.
+fn requests_made(sandbox: &uchat_billing::sandbox::SandboxHandle) -> Vec<String> {
+    sandbox
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path.split('?').next().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_creates_first_try_makes_only_the_create() {
+    let partner = MockServer::start().await;
+    expect_call("GET", "/partner/workspaces")
+        .respond_with(empty_workspace_list())
+        .expect(0)
+        .mount(&partner)
+        .await;
+    expect_call("POST", "/partner/workspace/create")
+        .respond_with(ok(json!({"id": 77})))
+        .expect(1)
+        .mount(&partner)
+        .await;
+    let app = spawn_app_delivering_to(&partner.uri()).await;
+    let order = app
+        .queue_calls(None, "ada@example.com", &[("create", adas_create())])
+        .await;
+    app.deliver_all().await;
+    assert_eq!(partner.received_requests().await.unwrap().len(), 1);
+    assert_eq!(
+        app.call_states(order).await,
+        [("create".into(), "succeeded".into(), 1)]
+    );
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 1);
+}
+
+#[tokio::test]
+async fn an_existing_users_first_try_makes_only_the_two_creates() {
+    let partner = MockServer::start().await;
+    expect_call("GET", "/partner/workspaces")
+        .respond_with(empty_workspace_list())
+        .expect(0)
+        .mount(&partner)
+        .await;
+    expect_call("POST", "/partner/workspace/create")
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({
+            "message": "The given data was invalid.", "errors": {"email": ["The email has already been taken."]}
+        })))
+        .expect(1)
+        .mount(&partner)
+        .await;
+    expect_call("POST", "/partner/workspace/create-for-existing-user")
+        .respond_with(ok(json!({"id": 88})))
+        .expect(1)
+        .mount(&partner)
+        .await;
+    let app = spawn_app_delivering_to(&partner.uri()).await;
+    let order = app
+        .queue_calls(None, "ada@example.com", &[("create", adas_create())])
+        .await;
+    app.deliver_all().await;
+    assert_eq!(
+        app.call_states(order).await,
+        [("create-for-existing-user".into(), "succeeded".into(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_create_applied_then_timed_out_is_found_by_the_repeat_alone() {
+    let (base, sandbox) = spawn_sandbox(Faults {
+        apply_then_timeout_rate: 1.0,
+        timeout_ms: 1500,
+        ..Faults::default()
+    })
+    .await;
+    let app = spawn_app_delivering_to(&base).await;
+    let order = app
+        .queue_calls(None, "ada@example.com", &[("create", adas_create())])
+        .await;
+    app.worker().deliver_due().await.unwrap();
+    sandbox.set_faults(Faults::default());
+    app.deliver_all().await;
+
+    let [made] = &sandbox.workspaces()[..] else {
+        panic!("one workspace expected: {:?}", sandbox.workspaces())
+    };
+    // The first try sent the create alone; the look came only before the repeat, which
+    // found the workspace and sent nothing.
+    let requests = requests_made(&sandbox);
+    assert_eq!(requests[0], "POST /partner/workspace/create");
+    assert_eq!(requests[1], "GET /partner/workspaces");
+    assert_eq!(
+        requests.iter().filter(|r| r.starts_with("POST")).count(),
+        1,
+        "{requests:?}"
+    );
+    let outcomes = app.attempt_outcomes(order).await;
+    assert_eq!(outcomes.first().unwrap().0, "retry");
+    assert_eq!(outcomes.last().unwrap().0, "already_applied");
+    let workspace: Option<i64> =
+        sqlx::query_scalar("SELECT workspace_id FROM orders WHERE id = $1")
+            .bind(order)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(workspace, Some(made.id as i64));
+}
+
+#[tokio::test]
+async fn a_create_for_an_existing_user_applied_then_lost_is_found_by_the_repeat() {
+    let partner = MockServer::start().await;
+    let before_the_first_try = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    let listed = |id: i64, created_at: chrono::DateTime<chrono::Utc>| {
+        json!({"id": id, "name": "Ada", "owner_email": "ADA@example.com",
+               "team_name": "Ada's team", "created_at": created_at.to_rfc3339()})
+    };
+    expect_call("POST", "/partner/workspace/create")
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({
+            "message": "The given data was invalid.", "errors": {"email": ["The email has already been taken."]}
+        })))
+        .expect(1)
+        .mount(&partner)
+        .await;
+    // Made, but its answer comes after the client gave up.
+    expect_call("POST", "/partner/workspace/create-for-existing-user")
+        .respond_with(ok(json!({"id": 88})).set_delay(Duration::from_secs(2)))
+        .expect(1)
+        .mount(&partner)
+        .await;
+    // Ada's own workspace from before, and the one the first try made.
+    expect_call("GET", "/partner/workspaces")
+        .and(query_param("search", "ada@example.com"))
+        .respond_with(workspace_list(json!([
+            listed(5, before_the_first_try),
+            listed(88, chrono::Utc::now())
+        ])))
+        .expect(1)
+        .mount(&partner)
+        .await;
+    let app = spawn_app_delivering_to(&partner.uri()).await;
+    let order = app
+        .queue_calls(None, "ada@example.com", &[("create", adas_create())])
+        .await;
+    app.deliver_all().await;
+
+    let paths: Vec<String> = partner
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "POST /partner/workspace/create",
+            "POST /partner/workspace/create-for-existing-user",
+            "GET /partner/workspaces"
+        ]
+    );
+    assert_eq!(
+        app.attempt_outcomes(order).await,
+        [("retry".into(), None), ("already_applied".into(), None)]
+    );
+    let workspace: Option<i64> =
+        sqlx::query_scalar("SELECT workspace_id FROM orders WHERE id = $1")
+            .bind(order)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(workspace, Some(88));
+}
+
+/// The migrations before `version`, copied to a directory of their own.
+fn migrations_before(version: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("migrations-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&dir).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for file in std::fs::read_dir(all).unwrap() {
+        let file = file.unwrap();
+        if file.file_name().to_string_lossy().as_ref() < version {
+            std::fs::copy(file.path(), dir.join(file.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_create_tried_before_the_upgrade_is_found_by_its_repeat_after_it() {
+    let (base, sandbox) = spawn_sandbox(Faults::default()).await;
+    let database = fresh_database().await;
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database.url)
+        .await
+        .unwrap();
+    let before = migrations_before("0013");
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&db)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(before).unwrap();
+    // Before the upgrade, a first try kept the owner's workspaces (none), sent the
+    // create, and lost the answer.
+    let order: i64 = sqlx::query_scalar(
+        "INSERT INTO orders (email, status) VALUES ('ada@example.com', 'active') RETURNING id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO partner_calls (order_id, position, kind, body, attempts, baseline)
+         VALUES ($1, 1, 'create', $2, 1, '{\"workspace_ids\": []}')",
+    )
+    .bind(order)
+    .bind(adas_create())
+    .execute(&db)
+    .await
+    .unwrap();
+    let mut sent = adas_create();
+    sent["password"] = json!("first-password");
+    let made = reqwest::Client::new()
+        .post(format!("{base}/partner/workspace/create"))
+        .bearer_auth(PARTNER_TOKEN)
+        .json(&sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+
+    sqlx::migrate!("./migrations").run(&db).await.unwrap();
+    let delivery = delivery_to(&base);
+    let worker = uchat_billing::delivery::Worker::new(
+        db.clone(),
+        delivery.partner,
+        delivery.settings,
+        Default::default(),
+    );
+    worker.deliver_due().await.unwrap();
+
+    let [workspace] = &sandbox.workspaces()[..] else {
+        panic!("one workspace expected: {:?}", sandbox.workspaces())
+    };
+    let (status, bound): (String, Option<i64>) = sqlx::query_as(
+        "SELECT c.status, o.workspace_id FROM partner_calls c JOIN orders o ON o.id = c.order_id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), bound),
+        ("succeeded", Some(workspace.id as i64))
+    );
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM attempts")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "already_applied");
+    db.close().await;
+}
+
+#[tokio::test]
+async fn where_uchat_shows_no_creation_times_a_repeat_takes_the_owners_newest_workspace() {
+    let partner = MockServer::start().await;
+    // Made, but its answer comes after the client gave up.
+    expect_call("POST", "/partner/workspace/create")
+        .respond_with(ok(json!({"id": 88})).set_delay(Duration::from_secs(2)))
+        .expect(1)
+        .mount(&partner)
+        .await;
+    // As the contract lists them: no team name, no creation time.
+    expect_call("GET", "/partner/workspaces")
+        .respond_with(workspace_list(json!([
+            {"id": 5, "name": "Ada", "owner_email": "ada@example.com"},
+            {"id": 88, "name": "Ada", "owner_email": "ada@example.com"}
+        ])))
+        .expect(1)
+        .mount(&partner)
+        .await;
+    let app = spawn_app_delivering_to(&partner.uri()).await;
+    let order = app
+        .queue_calls(None, "ada@example.com", &[("create", adas_create())])
+        .await;
+    app.deliver_all().await;
+    let workspace: Option<i64> =
+        sqlx::query_scalar("SELECT workspace_id FROM orders WHERE id = $1")
+            .bind(order)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(workspace, Some(88));
+}

@@ -103,6 +103,31 @@ async fn workspaces() {
     assert_eq!(page.meta.total, 1);
 }
 
+/// Not in the contract (a guess), but what a create's repeat compares when UChat shows it.
+#[tokio::test]
+async fn workspaces_with_team_name_and_created_at() {
+    let partner = partner().await;
+    let before = chrono::Utc::now();
+    let id = partner.workspace().await;
+    let after = chrono::Utc::now();
+
+    let page = partner
+        .client
+        .list_workspaces(1, Some("ann@example.com"))
+        .await
+        .unwrap();
+    let [listed] = &page.data[..] else {
+        panic!("one workspace expected: {page:?}")
+    };
+    assert_eq!(listed.id, id);
+    assert_eq!(listed.team_name.as_deref(), Some("Ann's team"));
+    let created = listed.created().expect("a time with its offset");
+    assert!(before <= created && created <= after, "{created}");
+    // Shown to the microsecond, as Laravel writes it.
+    let kept = partner.state(id).created_at;
+    assert_eq!(created, chrono::SubsecRound::trunc_subsecs(kept, 6));
+}
+
 #[tokio::test]
 async fn workspace_create() {
     let partner = partner().await;

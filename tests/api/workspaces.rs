@@ -318,3 +318,87 @@ async fn addons_bought_while_the_customers_workspace_is_created_wait_for_it() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// `create`'s body for Ada, as the planner stores it.
+fn adas_create() -> serde_json::Value {
+    json!({"email": story::EMAIL, "name": "Ada", "team_name": "Ada's team", "require_email_verification": "no"})
+}
+
+async fn workspace_of(app: &TestApp, order: i64) -> Option<u64> {
+    let id: Option<i64> = sqlx::query_scalar("SELECT workspace_id FROM orders WHERE id = $1")
+        .bind(order)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    id.map(|id| id as u64)
+}
+
+/// Delivers the due calls while every write times out without taking effect, so each
+/// create's first try is lost; then delivers everything.
+async fn deliver_after_a_lost_first_try(app: &TestApp, sandbox: &SandboxHandle) {
+    sandbox.set_faults(Faults {
+        timeout_rate: 1.0,
+        timeout_ms: 1500,
+        ..Faults::default()
+    });
+    app.worker().deliver_due().await.unwrap();
+    sandbox.set_faults(Faults::default());
+    app.deliver_all().await;
+}
+
+#[tokio::test]
+async fn a_repeated_create_never_takes_the_workspace_of_the_customers_other_order() {
+    let (app, sandbox, _) = spawn().await;
+    let first = app
+        .queue_calls(None, story::EMAIL, &[("create", adas_create())])
+        .await;
+    app.deliver_all().await;
+    let theirs = workspace_of(&app, first).await.unwrap();
+
+    // Same owner, same team name, made a moment ago: only its order tells it apart.
+    let second = app
+        .queue_calls(None, story::EMAIL, &[("create", adas_create())])
+        .await;
+    deliver_after_a_lost_first_try(&app, &sandbox).await;
+
+    let owned = owned_by(&sandbox, story::EMAIL);
+    assert_eq!(owned.len(), 2, "{owned:?}");
+    let made = workspace_of(&app, second).await.unwrap();
+    assert_ne!(made, theirs);
+    assert_eq!(workspace_of(&app, first).await, Some(theirs));
+    assert_eq!(
+        app.attempt_outcomes(second).await.last().unwrap().0,
+        "succeeded"
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_create_never_takes_a_workspace_made_before_its_first_try() {
+    let (app, sandbox, base) = spawn().await;
+    // Ada's own, made in UChat an hour ago with the same team name, and no order's.
+    let created = reqwest::Client::new()
+        .post(format!("{base}/partner/workspace/create"))
+        .bearer_auth(PARTNER_TOKEN)
+        .json(
+            &json!({"name": "Ada", "email": story::EMAIL, "password": "pw",
+                      "team_name": "Ada's team", "require_email_verification": "no"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let hers: serde_json::Value = created.json().await.unwrap();
+    let hers = hers["data"]["id"].as_u64().unwrap();
+    assert!(sandbox.edit_workspace(hers, |w| w.created_at -= chrono::TimeDelta::hours(1)));
+
+    let order = app
+        .queue_calls(None, story::EMAIL, &[("create", adas_create())])
+        .await;
+    deliver_after_a_lost_first_try(&app, &sandbox).await;
+
+    assert_eq!(owned_by(&sandbox, story::EMAIL).len(), 2);
+    let made = workspace_of(&app, order).await.unwrap();
+    assert_ne!(made, hers);
+    let outcomes = app.attempt_outcomes(order).await;
+    assert_eq!(outcomes.first().unwrap().0, "retry");
+    assert_eq!(outcomes.last().unwrap().0, "succeeded", "{outcomes:?}");
+}
