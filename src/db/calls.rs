@@ -72,6 +72,23 @@ pub struct ClaimedCall {
     pub first_tried_at: Option<DateTime<Utc>>,
 }
 
+/// Leases up to `$1` due calls for `$2` seconds: see [`claim`].
+pub const CLAIM: &str = "WITH due AS (
+         SELECT c.id, c.first_tried_at FROM partner_calls c
+         WHERE c.status IN ('pending', 'held') AND c.ready AND c.next_attempt_at <= now()
+         ORDER BY c.next_attempt_at, c.id
+         LIMIT $1
+         FOR UPDATE SKIP LOCKED
+     )
+     UPDATE partner_calls c
+     SET status = 'running', attempts = c.attempts + 1, lease_id = gen_random_uuid(),
+         lease_expires_at = now() + make_interval(secs => $2),
+         first_tried_at = COALESCE(c.first_tried_at, now())
+     FROM due, orders o
+     WHERE c.id = due.id AND o.id = c.order_id
+     RETURNING c.id, c.order_id, c.kind, c.body, c.attempts AS attempt, c.lease_id,
+               c.baseline, o.workspace_id, due.first_tried_at";
+
 /// Claims up to `limit` due calls, each the first unfinished call of its order (`ready`),
 /// and leases them for `lease`. One short transaction; the partner is called outside it.
 /// Only ready calls are candidates, so the claim is one index scan that stops after
@@ -82,27 +99,11 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<ClaimedCall>, sqlx::Error> {
-    sqlx::query_as(
-        "WITH due AS (
-             SELECT c.id, c.first_tried_at FROM partner_calls c
-             WHERE c.status IN ('pending', 'held') AND c.ready AND c.next_attempt_at <= now()
-             ORDER BY c.next_attempt_at, c.id
-             LIMIT $1
-             FOR UPDATE SKIP LOCKED
-         )
-         UPDATE partner_calls c
-         SET status = 'running', attempts = c.attempts + 1, lease_id = gen_random_uuid(),
-             lease_expires_at = now() + make_interval(secs => $2),
-             first_tried_at = COALESCE(c.first_tried_at, now())
-         FROM due, orders o
-         WHERE c.id = due.id AND o.id = c.order_id
-         RETURNING c.id, c.order_id, c.kind, c.body, c.attempts AS attempt, c.lease_id,
-                   c.baseline, o.workspace_id, due.first_tried_at",
-    )
-    .bind(limit)
-    .bind(lease.as_secs_f64())
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(CLAIM)
+        .bind(limit)
+        .bind(lease.as_secs_f64())
+        .fetch_all(pool)
+        .await
 }
 
 /// Takes back calls whose worker stopped answering (crashed, cut off): they become
