@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The sections, by the name that runs one alone: `cargo bench --bench pipeline -- end-to-end`.
-const SECTIONS: [&str; 3] = ["intake", "end-to-end", "slow-partner"];
+const SECTIONS: [&str; 4] = ["intake", "end-to-end", "slow-partner", "delivery-sql"];
 
 async fn run() -> anyhow::Result<()> {
     // Cargo passes `--bench`; any other argument names sections to run.
@@ -63,6 +63,9 @@ async fn run() -> anyhow::Result<()> {
     if runs("slow-partner") {
         let title = "Slow partner: 200 ms per request, DELIVERY_CONCURRENCY=64";
         pipeline(&url, &db, title, 200, "64", 1000).await?;
+    }
+    if runs("delivery-sql") {
+        delivery_sql(&url, &db).await?;
     }
     Ok(())
 }
@@ -108,7 +111,13 @@ async fn intake(url: &str) -> anyhow::Result<()> {
                 loads.push(post_all(&service.url, next_bodies(), concurrency).await);
                 peak = peak.max(service.stop());
             }
-            pgbench.push(run_pgbench(url, &scripts, concurrency, EVENTS)?);
+            pgbench.push(run_pgbench(
+                url,
+                &scripts,
+                concurrency,
+                EVENTS / concurrency,
+                &[],
+            )?);
         }
         let pgbench = percentile(&pgbench, 50.0);
         let default = median(&mut default);
@@ -277,12 +286,14 @@ fn order_keys(keys: &[String]) -> String {
     format!("ARRAY[{}]", items.join(", "))
 }
 
-/// pgbench's transactions per second for `count` INSERTs at `concurrency`.
+/// pgbench's transactions per second: `transactions` runs of the scripts per client, at
+/// `concurrency`, with `variables` set.
 fn run_pgbench(
     url: &str,
     scripts: &[std::path::PathBuf],
     concurrency: usize,
-    count: usize,
+    transactions: usize,
+    variables: &[(&str, usize)],
 ) -> anyhow::Result<f64> {
     let mut command = Command::new("pgbench");
     // Simple protocol: each INSERT carries its payload over the wire, as the service's
@@ -296,7 +307,10 @@ fn run_pgbench(
         "-j",
         &concurrency.min(2).to_string(),
     ]);
-    command.args(["-t", &(count / concurrency).to_string()]);
+    command.args(["-t", &transactions.to_string()]);
+    for (name, value) in variables {
+        command.args(["-D", &format!("{name}={value}")]);
+    }
     for script in scripts {
         command.arg("-f").arg(script);
     }
@@ -318,6 +332,109 @@ fn run_pgbench(
 fn median(loads: &mut [Load]) -> &Load {
     loads.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
     &loads[loads.len() / 2]
+}
+
+/// Delivery's statements at the database's own pace: pgbench claims `batch` ready calls
+/// with the worker's claim, then records them as succeeded with the completer's
+/// statements (the orders' locks, the fenced record of every try, the unblock), in two
+/// transactions as the worker does, with no partner in between.
+async fn delivery_sql(url: &str, db: &PgPool) -> anyhow::Result<()> {
+    const TRANSACTIONS: usize = 400;
+    println!("## Delivery's SQL: pgbench runs the worker's claim and the completer's record\n");
+    println!("| calls per claim and record | pgbench clients | calls/s |");
+    println!("|---|---|---|");
+    let dir = std::env::temp_dir().join("uchat-billing-pgbench");
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("claim_and_complete.sql");
+    std::fs::write(&script, claim_and_complete_script())?;
+    for (batch, clients) in [(8, 1), (8, 4), (32, 1), (32, 4)] {
+        sqlx::query("TRUNCATE events, orders, order_links, partner_calls, attempts CASCADE")
+            .execute(db)
+            .await?;
+        // One call per order, so every call is ready; more than the run claims.
+        sqlx::query(
+            "WITH made AS (
+                 INSERT INTO orders (status) SELECT 'pending' FROM generate_series(1, $1)
+                 RETURNING id
+             )
+             INSERT INTO partner_calls (order_id, position, kind, body)
+             SELECT id, 1, 'change-plan', '{\"plan\": \"business\", \"auto_renew\": \"yes\"}'
+             FROM made",
+        )
+        .bind((batch * clients * TRANSACTIONS + 1000) as i64)
+        .execute(db)
+        .await?;
+        sqlx::query("VACUUM ANALYZE partner_calls")
+            .execute(db)
+            .await?;
+        let variables = [("batch", batch)];
+        let tps = run_pgbench(url, &[script.clone()], clients, TRANSACTIONS, &variables)?;
+        println!("| {batch} | {clients} | {:.0} |", tps * batch as f64);
+    }
+    println!();
+    Ok(())
+}
+
+/// The pgbench script: the service's own statements, their parameters replaced by what
+/// the claim returned (kept with `\gset`; pgbench puts a variable's text in place of
+/// `:name`, inside quotes too) and the values of a successful try.
+fn claim_and_complete_script() -> String {
+    use uchat_billing::db::{calls, orders};
+    // The claim's UPDATE, wrapped so that its rows come back as one row of arrays.
+    let (due, update) = calls::CLAIM
+        .split_once(")\n     UPDATE")
+        .expect("the claim is a WITH due AS (...) UPDATE");
+    let claim = format!(
+        "{due}), claimed AS (UPDATE{update})\n\
+         SELECT array_agg(id) AS ids, array_agg(lease_id) AS leases, \
+         array_agg(order_id) AS orders, array_agg(attempt) AS attempts, count(*) AS n \
+         FROM claimed"
+    )
+    .replace("$1", ":batch")
+    .replace("$2", "300");
+    let each = |value: &str| format!("array_fill({value}, ARRAY[:n])");
+    let mut record = calls::RECORD_TRIES.to_owned();
+    // From the highest number down, so `$1` does not match the start of `$14`.
+    for (parameter, value) in [
+        ("$14", "'superseded'".to_owned()),
+        ("$13::text[]", each("'succeeded'::text")),
+        ("$12::text[]", each("NULL::text")),
+        ("$11::text[]", each("'ok'::text")),
+        ("$10::int[]", each("200")),
+        ("$9::int[]", each("1")),
+        ("$8::timestamptz[]", each("now()")),
+        ("$7::int[]", "':attempts'::int[]".to_owned()),
+        ("$6::text[]", each("NULL::text")),
+        ("$5::float8[]", each("NULL::float8")),
+        ("$4::text[]", each("NULL::text")),
+        ("$3::text[]", each("'succeeded'::text")),
+        ("$2::uuid[]", "':leases'::uuid[]".to_owned()),
+        ("$1::bigint[]", "':ids'::bigint[]".to_owned()),
+    ] {
+        assert!(record.contains(parameter), "RECORD_TRIES lost {parameter}");
+        record = record.replace(parameter, &value);
+    }
+    let orders_param = |sql: &str| sql.replace("$1", "':orders'::bigint[]");
+    // One line each, without the comments that would then hide the rest.
+    let statement = |sql: String| {
+        sql.lines()
+            .map(|line| line.split_once("--").map_or(line, |(code, _)| code))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    [
+        statement(claim) + " \\gset",
+        "BEGIN;".to_owned(),
+        statement(orders_param(calls::LOCK_ORDERS)) + ";",
+        statement(record) + ";",
+        statement(orders_param(orders::UNBLOCK_IF_CLEAR).replace("$2", "'bench'")) + ";",
+        "COMMIT;".to_owned(),
+    ]
+    .join("\n")
+        + "\n"
 }
 
 /// Latencies in milliseconds and the wall time they took.

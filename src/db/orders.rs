@@ -212,25 +212,26 @@ pub async fn block(
     Ok(())
 }
 
+/// [`unblock_if_clear`]'s statement; the pipeline benchmark's pgbench runs it too.
+pub const UNBLOCK_IF_CLEAR: &str = "WITH unblocked AS (
+         UPDATE orders o SET status = blocked_status, blocked_status = NULL, attention = NULL,
+             updated_at = now()
+         WHERE o.id = ANY($1) AND o.blocked_status IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM partner_calls
+                           WHERE order_id = o.id AND status IN ('dead', 'held'))
+     )
+     SELECT pg_notify($2, '')";
+
 /// A call of each order finished, succeeded or was let go: once no call of an order is
 /// dead or held, it shows its planned status again; and the workers wake (one
 /// notification for all), since the orders' next calls may run now (in this process or
 /// another).
 pub async fn unblock_if_clear(conn: &mut PgConnection, orders: &[i64]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "WITH unblocked AS (
-             UPDATE orders o SET status = blocked_status, blocked_status = NULL, attention = NULL,
-                 updated_at = now()
-             WHERE o.id = ANY($1) AND o.blocked_status IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM partner_calls
-                               WHERE order_id = o.id AND status IN ('dead', 'held'))
-         )
-         SELECT pg_notify($2, '')",
-    )
-    .bind(orders)
-    .bind(WAKE_CHANNEL)
-    .execute(conn)
-    .await?;
+    sqlx::query(UNBLOCK_IF_CLEAR)
+        .bind(orders)
+        .bind(WAKE_CHANNEL)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
