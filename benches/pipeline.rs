@@ -368,7 +368,13 @@ async fn delivery_sql(url: &str, db: &PgPool) -> anyhow::Result<()> {
             .execute(db)
             .await?;
         let variables = [("batch", batch)];
-        let tps = run_pgbench(url, &[script.clone()], clients, TRANSACTIONS, &variables)?;
+        let tps = run_pgbench(
+            url,
+            std::slice::from_ref(&script),
+            clients,
+            TRANSACTIONS,
+            &variables,
+        )?;
         println!("| {batch} | {clients} | {:.0} |", tps * batch as f64);
     }
     println!();
