@@ -1,10 +1,17 @@
 //! Storing an authentic Stripe event: once, by its Stripe id, whether the webhook
-//! delivered it or a backfill found it in Stripe's event list. Both take this one path,
-//! so a recovered event is stored, deduplicated and queued exactly as a delivered one.
+//! delivered it or a backfill found it in Stripe's event list. Both take the one INSERT
+//! of [`db::events::insert_many`], so a recovered event is stored, deduplicated and
+//! queued exactly as a delivered one. Webhooks arriving together share it and its commit
+//! (see [`group_commit`]).
+
+mod group_commit;
 
 use sqlx::PgExecutor;
 
+pub use group_commit::{Committer, Failure, GroupCommit};
+
 use crate::db;
+use crate::db::events::NewEvent;
 use crate::stripe::decode::{self, Event};
 
 /// How an event reached us.
@@ -38,7 +45,15 @@ pub async fn store(
     raw_body: &str,
     via: Via,
 ) -> Result<Stored, sqlx::Error> {
-    let acted_on = decode::acts_on(&event.event_type);
-    let new = db::events::insert(db, event, raw_body, acted_on, via == Via::Backfill).await?;
-    Ok(Stored { new, acted_on })
+    let row = NewEvent {
+        event,
+        raw_body,
+        acted_on: decode::acts_on(&event.event_type),
+        recovered: via == Via::Backfill,
+    };
+    let stored = db::events::insert_many(db, std::slice::from_ref(&row)).await?;
+    Ok(Stored {
+        new: !stored.is_empty(),
+        acted_on: row.acted_on,
+    })
 }
