@@ -57,7 +57,12 @@ pub async fn insert_many(
          ON CONFLICT (stripe_event_id) DO NOTHING
          RETURNING stripe_event_id",
     )
-    .bind(events.iter().map(|new| new.event.id.as_str()).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|new| new.event.id.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(
         events
             .iter()
@@ -70,8 +75,18 @@ pub async fn insert_many(
             .map(|new| new.event.api_version.as_deref())
             .collect::<Vec<_>>(),
     )
-    .bind(events.iter().map(|new| new.event.livemode).collect::<Vec<_>>())
-    .bind(events.iter().map(|new| new.event.created).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|new| new.event.livemode)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|new| new.event.created)
+            .collect::<Vec<_>>(),
+    )
     .bind(events.iter().map(|new| new.raw_body).collect::<Vec<_>>())
     .bind(payloads.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
     .bind(events.iter().map(status).collect::<Vec<_>>())

@@ -162,10 +162,11 @@ async fn flush(db: PgPool, mut batch: Vec<Arrival>, processor_arrivals: Arc<Noti
             one_by_one(&db, &rows).await
         }
     };
-    if outcomes
-        .iter()
-        .any(|outcome| outcome.as_ref().is_ok_and(|stored| stored.wakes_processor()))
-    {
+    if outcomes.iter().any(|outcome| {
+        outcome
+            .as_ref()
+            .is_ok_and(|stored| stored.wakes_processor())
+    }) {
         processor_arrivals.notify_one();
     }
     for (arrival, outcome) in batch.into_iter().zip(outcomes) {
@@ -280,7 +281,11 @@ mod tests {
                 .unwrap();
         }
         let batch = take_queued(arrival("evt_first", 10), &mut queue);
-        assert_eq!(batch.len(), 3, "the body that passes the byte cap ends the batch");
+        assert_eq!(
+            batch.len(),
+            3,
+            "the body that passes the byte cap ends the batch"
+        );
         assert_eq!(take_queued(arrival("evt_alone", 10), &mut queue).len(), 2);
     }
 }

@@ -78,12 +78,11 @@ async fn two_thousand_webhooks_at_concurrency_32_are_each_stored_once_and_proces
     assert!(statuses.iter().all(|&status| status == 200), "{statuses:?}");
 
     // Each row holds its own event: the batch's columns did not slip against each other.
-    let stored: Vec<(String, String, Value, String, Vec<String>)> = sqlx::query_as(
-        "SELECT stripe_event_id, raw_body, payload, status, order_keys FROM events",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
+    let stored: Vec<(String, String, Value, String, Vec<String>)> =
+        sqlx::query_as("SELECT stripe_event_id, raw_body, payload, status, order_keys FROM events")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
     assert_eq!(stored.len(), EVENTS);
     let posted: HashMap<String, &Vec<u8>> = bodies
         .iter()
@@ -98,7 +97,10 @@ async fn two_thousand_webhooks_at_concurrency_32_are_each_stored_once_and_proces
         assert_eq!(payload, &serde_json::from_slice::<Value>(body).unwrap());
         assert_eq!(status, "pending");
         let n = id.trim_start_matches("evt_group_");
-        assert!(order_keys.contains(&format!("sub:sub_buyer{n}")), "{id}: {order_keys:?}");
+        assert!(
+            order_keys.contains(&format!("sub:sub_buyer{n}")),
+            "{id}: {order_keys:?}"
+        );
     }
     let transactions = writing_transactions(&app).await;
     // About 5 events a commit in a debug build on two busy cores; one each without batching.
@@ -171,7 +173,14 @@ async fn webhooks_waiting_together_share_a_commit() {
     const EVENTS: usize = 32;
     let app = spawn_app().await;
     let bodies: Vec<Vec<u8>> = (0..EVENTS)
-        .map(|n| envelope(&format!("evt_shared_{n}"), "customer.created", now(), json!({})))
+        .map(|n| {
+            envelope(
+                &format!("evt_shared_{n}"),
+                "customer.created",
+                now(),
+                json!({}),
+            )
+        })
         .collect();
 
     let blocker = block_intake(&app).await;
@@ -193,7 +202,14 @@ async fn a_row_postgres_refuses_fails_only_its_own_webhook() {
     const GOOD: usize = 31;
     let app = spawn_app().await;
     let good: Vec<Vec<u8>> = (0..GOOD)
-        .map(|n| envelope(&format!("evt_good_{n}"), "customer.created", now(), json!({})))
+        .map(|n| {
+            envelope(
+                &format!("evt_good_{n}"),
+                "customer.created",
+                now(),
+                json!({}),
+            )
+        })
         .collect();
     // Valid JSON, and authentic, but a number jsonb cannot hold.
     let bad = br#"{"id":"evt_bad","object":"event","type":"customer.created","created":1,"livemode":false,"data":{"object":{"balance":1e-20000}}}"#.to_vec();
