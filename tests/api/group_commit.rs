@@ -6,11 +6,12 @@ use crate::common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::service::{serve_env, ServiceProcess};
 use common::story::{self, Buyer};
 use common::*;
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 /// Posts every body, `concurrency` at a time; the statuses in the bodies' order.
 async fn post_all(app: &TestApp, bodies: &[Vec<u8>], concurrency: usize) -> Vec<u16> {
@@ -31,7 +32,10 @@ async fn writing_transactions(app: &TestApp) -> i64 {
 
 /// A transaction holding a lock every INSERT into `events` waits for, until it ends.
 async fn block_intake(app: &TestApp) -> PgConnection {
-    let url = &app.database.as_ref().expect("a database").url;
+    block_inserts(&app.database.as_ref().expect("a database").url).await
+}
+
+async fn block_inserts(url: &str) -> PgConnection {
     let mut blocker = PgConnection::connect(url).await.unwrap();
     blocker
         .execute("BEGIN; LOCK TABLE events IN SHARE MODE")
@@ -43,13 +47,17 @@ async fn block_intake(app: &TestApp) -> PgConnection {
 /// Waits until an INSERT into `events` waits for the blocker's lock, then a little more,
 /// so that every webhook posted meanwhile has reached intake.
 async fn wait_until_intake_waits(app: &TestApp) {
+    wait_until_an_insert_waits(&app.db).await
+}
+
+async fn wait_until_an_insert_waits(db: &PgPool) {
     for _ in 0..200 {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
              WHERE datname = current_database() AND wait_event_type = 'Lock'
                AND query LIKE 'INSERT INTO events%'",
         )
-        .fetch_one(&app.db)
+        .fetch_one(db)
         .await
         .unwrap();
         if waiting > 0 {
@@ -241,4 +249,54 @@ async fn a_row_postgres_refuses_fails_only_its_own_webhook() {
     );
     assert_eq!(good_statuses, [200; GOOD]);
     assert_eq!(app.event_count().await, GOOD as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_the_webhooks_in_hand_are_stored_before_the_service_exits() {
+    const EVENTS: usize = 16;
+    let database = fresh_database().await;
+    let mut service = ServiceProcess::start(&serve_env(&database.url)).await;
+    let db = uchat_billing::db::pool(&database.url, 1).unwrap();
+    let client = reqwest::Client::new();
+    let post = |n: usize| {
+        let body = envelope(
+            &format!("evt_stop_{n}"),
+            "customer.created",
+            now(),
+            json!({}),
+        );
+        let request = client
+            .post(format!("{}/webhooks/stripe", service.address))
+            .header("stripe-signature", sign(&body))
+            .body(body);
+        async move {
+            request
+                .send()
+                .await
+                .map(|response| response.status().as_u16())
+        }
+    };
+
+    let blocker = block_inserts(&database.url).await;
+    let (statuses, ()) = tokio::join!(futures::future::join_all((0..EVENTS).map(post)), async {
+        wait_until_an_insert_waits(&db).await;
+        service.terminate();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        blocker.close().await.unwrap();
+    });
+
+    let statuses: Vec<u16> = statuses.into_iter().map(Result::unwrap).collect();
+    assert_eq!(statuses, [200; EVENTS], "{}", service.log_tail());
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, EVENTS as i64);
+    let status = service.exit_within(Duration::from_secs(10)).await;
+    assert_eq!(
+        status.and_then(|status| status.code()),
+        Some(0),
+        "{}",
+        service.log_tail()
+    );
 }
