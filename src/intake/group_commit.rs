@@ -3,9 +3,8 @@
 //! answered only once its own row is committed.
 //!
 //! Batching is natural: a request that arrives alone is flushed at once, with no added
-//! wait; requests that arrive while earlier flushes are in flight queue up, and the next
-//! flush takes them all. A few flushes run at once, so one in flight (waiting for its
-//! commit) does not hold up the next batch.
+//! wait. A few flushes run at once; requests that arrive while all of them are in flight
+//! queue up, and the next flush takes them all.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -118,7 +117,12 @@ impl Committer {
             let Some(first) = self.queue.recv().await else {
                 break;
             };
-            let batch = take_queued(first, &mut self.queue);
+            while flushes.try_join_next().is_some() {}
+            // What is queued is shared among the free flushes, so Postgres works on several
+            // at once (on every core): batches grow only while every flush is busy.
+            let free = FLUSHES - flushes.len();
+            let share = (1 + self.queue.len()).div_ceil(free);
+            let batch = take_queued(first, &mut self.queue, share.min(MAX_ROWS));
             flushes.spawn(flush(
                 self.db.clone(),
                 batch,
@@ -129,12 +133,12 @@ impl Committer {
     }
 }
 
-/// The first arrival and whatever is queued behind it, up to a batch's caps, without
-/// waiting for more.
-fn take_queued(first: Arrival, queue: &mut mpsc::Receiver<Arrival>) -> Vec<Arrival> {
+/// The first arrival and what is queued behind it, up to `rows` and the byte cap,
+/// without waiting for more.
+fn take_queued(first: Arrival, queue: &mut mpsc::Receiver<Arrival>, rows: usize) -> Vec<Arrival> {
     let mut bytes = first.raw_body.len();
     let mut batch = vec![first];
-    while batch.len() < MAX_ROWS && bytes < MAX_BYTES {
+    while batch.len() < rows && bytes < MAX_BYTES {
         let Ok(arrival) = queue.try_recv() else {
             break;
         };
@@ -271,10 +275,12 @@ mod tests {
         for n in 0..MAX_ROWS + 5 {
             sender.send(arrival(&format!("evt_{n}"), 10)).await.unwrap();
         }
-        let batch = take_queued(arrival("evt_first", 10), &mut queue);
+        let batch = take_queued(arrival("evt_first", 10), &mut queue, MAX_ROWS);
         assert_eq!(batch.len(), MAX_ROWS, "capped by rows");
-        let batch = take_queued(arrival("evt_first", 10), &mut queue);
-        assert_eq!(batch.len(), 7, "the rest, and no waiting for more");
+        let batch = take_queued(arrival("evt_first", 10), &mut queue, 3);
+        assert_eq!(batch.len(), 3, "its share");
+        let batch = take_queued(arrival("evt_first", 10), &mut queue, MAX_ROWS);
+        assert_eq!(batch.len(), 5, "the rest, and no waiting for more");
 
         for n in 0..3 {
             sender
@@ -282,12 +288,13 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let batch = take_queued(arrival("evt_first", 10), &mut queue);
+        let batch = take_queued(arrival("evt_first", 10), &mut queue, MAX_ROWS);
         assert_eq!(
             batch.len(),
             3,
             "the body that passes the byte cap ends the batch"
         );
-        assert_eq!(take_queued(arrival("evt_alone", 10), &mut queue).len(), 2);
+        let alone = take_queued(arrival("evt_alone", 10), &mut queue, MAX_ROWS);
+        assert_eq!(alone.len(), 2);
     }
 }
