@@ -13,14 +13,13 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 
-use super::Stored;
+use super::{Stored, Via};
 use crate::db::{self, events::NewEvent};
-use crate::stripe::decode::{self, Event};
+use crate::stripe::decode::Event;
 
 /// Flushes in flight at once, so Postgres works on several (on every core) and one
-/// waiting for its commit does not hold up the next. Measured on two cores, 1 to 8: one
-/// lost a third at concurrency 8 (one backend does all the work), eight hardly batched;
-/// four gave the most at concurrency 32 and about what 2 gave at 8.
+/// waiting for its commit does not hold up the next. Of 1, 2, 4 and 8 measured on two
+/// cores (issue 18 note), four gave the most at concurrency 32 without losing at 8.
 const FLUSHES: usize = 4;
 /// A batch's rows, and (roughly: the last body may pass it) their bodies' bytes, so one
 /// statement stays a few MiB at most even when every body is near the 1 MiB limit.
@@ -155,7 +154,10 @@ async fn flush(db: PgPool, mut batch: Vec<Arrival>, processor_arrivals: Arc<Noti
     // Stripe's order, as a backfill stores: concurrent batches then meet on an id's
     // unique-index entry in one order (no deadlock), and ids follow Stripe's order.
     batch.sort_by(|a, b| (a.event.created, &a.event.id).cmp(&(b.event.created, &b.event.id)));
-    let rows: Vec<NewEvent> = batch.iter().map(row).collect();
+    let rows: Vec<NewEvent> = batch
+        .iter()
+        .map(|arrival| Via::Webhook.row(&arrival.event, &arrival.raw_body))
+        .collect();
     let outcomes = match db::events::insert_many(&db, &rows).await {
         Ok(stored) => outcomes_of(&rows, &stored),
         Err(error) if db::is_unavailable(&error) => {
@@ -178,15 +180,6 @@ async fn flush(db: PgPool, mut batch: Vec<Arrival>, processor_arrivals: Arc<Noti
     for (arrival, outcome) in batch.into_iter().zip(outcomes) {
         // The webhook may have given up (its request timed out): nothing to answer.
         let _ = arrival.reply.send(outcome);
-    }
-}
-
-fn row(arrival: &Arrival) -> NewEvent<'_> {
-    NewEvent {
-        event: &arrival.event,
-        raw_body: &arrival.raw_body,
-        acted_on: decode::acts_on(&arrival.event.event_type),
-        recovered: false,
     }
 }
 
@@ -222,6 +215,7 @@ async fn one_by_one(db: &PgPool, rows: &[NewEvent<'_>]) -> Vec<Result<Stored, Fa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stripe::decode;
 
     fn event(id: &str, event_type: &str) -> Arc<Event> {
         let body = format!(r#"{{"id":"{id}","type":"{event_type}","created":1,"data":{{}}}}"#);

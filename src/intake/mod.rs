@@ -22,6 +22,19 @@ pub enum Via {
     Backfill,
 }
 
+impl Via {
+    /// The row of `event` (whose exact text is `raw_body`), come this way: both ways
+    /// store an event alike, but for `recovered`.
+    fn row<'a>(self, event: &'a Event, raw_body: &'a str) -> NewEvent<'a> {
+        NewEvent {
+            event,
+            raw_body,
+            acted_on: decode::acts_on(&event.event_type),
+            recovered: self == Via::Backfill,
+        }
+    }
+}
+
 /// What storing an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
@@ -38,19 +51,15 @@ impl Stored {
     }
 }
 
-/// Stores `event` (whose exact text is `raw_body`) unless its id is already stored.
+/// Stores `event` (whose exact text is `raw_body`) unless its id is already stored, by
+/// itself, on `db` (a backfill's transaction). Webhooks are stored through [`GroupCommit`].
 pub async fn store(
     db: impl PgExecutor<'_>,
     event: &Event,
     raw_body: &str,
     via: Via,
 ) -> Result<Stored, sqlx::Error> {
-    let row = NewEvent {
-        event,
-        raw_body,
-        acted_on: decode::acts_on(&event.event_type),
-        recovered: via == Via::Backfill,
-    };
+    let row = via.row(event, raw_body);
     let stored = db::events::insert_many(db, std::slice::from_ref(&row)).await?;
     Ok(Stored {
         new: !stored.is_empty(),
