@@ -14,6 +14,7 @@ use crate::config::{Config, BIND_ADDR, DATABASE_URL};
 use crate::db::Pools;
 use crate::delivery::Worker;
 use crate::http::{self, AppState, Console, ServerLimits, Storefront};
+use crate::intake::{Committer, GroupCommit};
 use crate::metrics::Metrics;
 use crate::partner::PartnerClient;
 use crate::processor::Processor;
@@ -27,6 +28,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     limits: ServerLimits,
+    /// Stores the webhooks the server hands to `state.intake`.
+    committer: Committer,
     /// The processor's and delivery's pool.
     work_db: PgPool,
     processor: Processor,
@@ -115,8 +118,14 @@ impl Application {
                         pools.admin.clone(),
                     )
                 });
+        let (intake, committer) = GroupCommit::new(
+            pools.intake.clone(),
+            processor.arrivals(),
+            limits.webhook_concurrency,
+        );
         let state = AppState {
             intake_db: pools.intake,
+            intake,
             webhook_slots: Arc::new(Semaphore::new(limits.webhook_concurrency)),
             webhook_secrets: config.webhook_secrets.clone().into(),
             admin_token: config.admin_token.clone(),
@@ -138,6 +147,7 @@ impl Application {
             listener,
             state,
             limits,
+            committer,
             work_db: pools.work,
             processor,
             worker,
@@ -180,6 +190,9 @@ impl Application {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         tracing::info!(addr = %self.local_addr(), "listening");
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        // Not stopped with the rest: it ends once the server (and so every webhook that
+        // could still arrive) is gone, having answered what it was given.
+        let intake = tokio::spawn(self.committer.run());
         let mut tasks = tokio::task::JoinSet::new();
         // Every instance serves /metrics, intake-only ones too.
         if let Some((partner, every)) = self.credit_poll {
@@ -249,6 +262,9 @@ impl Application {
             http::serve(self.listener, router, &self.limits, signal),
             background
         );
+        if tokio::time::timeout(grace, intake).await.is_err() {
+            tracing::warn!("webhooks still being stored when the shutdown grace period ended");
+        }
         tracing::info!("stopped");
     }
 }

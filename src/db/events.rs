@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use utoipa::ToSchema;
 
@@ -9,43 +10,95 @@ use super::Change;
 use crate::plan::OrderStatus;
 use crate::stripe::decode::{self, Event};
 
-/// Stores an event unless one with its id is already stored. Returns whether it was new.
+/// An event to store, as intake has it: verified (or listed by Stripe) and decoded.
+pub struct NewEvent<'a> {
+    pub event: &'a Event,
+    /// The body exactly as Stripe sent it.
+    pub raw_body: &'a str,
+    /// Of a type the processor acts on: stored pending, else ignored.
+    pub acted_on: bool,
+    /// A backfill found it in Stripe's event list; the webhook never brought it.
+    pub recovered: bool,
+}
+
+/// Stores each event unless one with its id is already stored (an id twice in `events`
+/// is stored once, as the first), in one statement: the rows share its commit. Returns
+/// the Stripe ids of the events stored. Rows are inserted in the order given.
 /// The raw body is kept byte for byte; its `jsonb` copy lacks any NUL (see
 /// [`decode::storable_json`]). A trigger puts a pending event's order keys in the queue.
-/// `recovered`: a backfill found it in Stripe's event list; the webhook never brought it.
-pub async fn insert(
+/// Every value is bound: one array per column, read back row by row with `unnest`; an
+/// event's order keys, an array themselves, travel as a JSON array (Postgres has no
+/// array of arrays of different lengths).
+pub async fn insert_many(
     db: impl PgExecutor<'_>,
-    event: &Event,
-    raw_body: &str,
-    acted_on: bool,
-    recovered: bool,
-) -> Result<bool, sqlx::Error> {
-    let status = if acted_on {
-        EventStatus::Pending
-    } else {
-        EventStatus::Ignored
+    events: &[NewEvent<'_>],
+) -> Result<Vec<String>, sqlx::Error> {
+    let payloads: Vec<_> = events
+        .iter()
+        .map(|new| decode::storable_json(new.raw_body))
+        .collect();
+    let status = |new: &NewEvent| {
+        if new.acted_on {
+            EventStatus::Pending
+        } else {
+            EventStatus::Ignored
+        }
     };
-    let inserted = sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO events
              (stripe_event_id, event_type, api_version, livemode, stripe_created, raw_body, payload,
               status, order_keys, recovered)
-         VALUES ($1, $2, $3, $4, $5, $6, $9::jsonb, $7, $8, $10)
-         ON CONFLICT (stripe_event_id) DO NOTHING",
+         SELECT id, event_type, api_version, livemode, created, raw_body, payload::jsonb,
+                status, ARRAY(SELECT jsonb_array_elements_text(order_keys)), recovered
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int8[], $6::text[],
+                     $7::text[], $8::text[], $9::jsonb[], $10::bool[])
+             AS new (id, event_type, api_version, livemode, created, raw_body,
+                     payload, status, order_keys, recovered)
+         ON CONFLICT (stripe_event_id) DO NOTHING
+         RETURNING stripe_event_id",
     )
-    .bind(&event.id)
-    .bind(&event.event_type)
-    .bind(&event.api_version)
-    .bind(event.livemode)
-    .bind(event.created)
-    .bind(raw_body)
-    .bind(status)
-    .bind(event.order_links())
-    .bind(decode::storable_json(raw_body).as_ref())
-    .bind(recovered)
-    .execute(db)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
+    .bind(
+        events
+            .iter()
+            .map(|new| new.event.id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|new| new.event.event_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|new| new.event.api_version.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|new| new.event.livemode)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|new| new.event.created)
+            .collect::<Vec<_>>(),
+    )
+    .bind(events.iter().map(|new| new.raw_body).collect::<Vec<_>>())
+    .bind(payloads.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
+    .bind(events.iter().map(status).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|new| Json(new.event.order_links()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(events.iter().map(|new| new.recovered).collect::<Vec<_>>())
+    .fetch_all(db)
+    .await
 }
 
 /// An event the processor has claimed; its row stays locked until the transaction ends.

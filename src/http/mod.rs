@@ -31,6 +31,7 @@ pub use error::ApiError;
 pub use server::{serve, ServerLimits};
 pub use store::Storefront;
 
+use crate::intake::GroupCommit;
 use crate::metrics::Metrics;
 use crate::processor::Processor;
 use crate::reconcile::Reconciler;
@@ -43,6 +44,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     /// Webhook intake's own connections (and `/readyz`'s): nothing else can take them.
     pub intake_db: PgPool,
+    /// Stores webhooks on `intake_db`, those arriving together in one commit.
+    pub intake: GroupCommit,
     /// The operator API's and `/metrics`' connections, with a short statement timeout.
     pub admin_db: PgPool,
     /// One permit per webhook in hand; none left, a webhook is shed with 503.

@@ -1,5 +1,6 @@
 //! `POST /webhooks/stripe`: verify, store once, answer. Nothing here waits on UChat.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::intake::{self, Stored, Via};
+use crate::intake::{Failure, Stored};
 use crate::stripe::decode::{self, Event};
 use crate::stripe::signature;
 
@@ -39,8 +40,10 @@ pub async fn receive(
             return Err(error);
         }
     };
-    let raw_body = std::str::from_utf8(&body).expect("parse_event checked UTF-8");
-    let stored = intake::store(&state.intake_db, &event, raw_body, Via::Webhook).await;
+    let raw_body = String::from_utf8(body.into()).expect("parse_event checked UTF-8");
+    let event = Arc::new(event);
+    // Answered once the row is committed, with the webhooks that arrived alongside.
+    let stored = state.intake.store(event.clone(), raw_body).await;
     let outcome = match stored {
         Ok(Stored { new: true, .. }) => "stored",
         Ok(Stored { new: false, .. }) => "duplicate",
@@ -50,9 +53,6 @@ pub async fn receive(
         .metrics
         .record_webhook(Some(&event.event_type), outcome, started.elapsed());
     let stored = stored?;
-    if stored.wakes_processor() {
-        state.processor.arrivals().notify_one();
-    }
     tracing::info!(
         event_id = %event.id,
         event_type = %event.event_type,
@@ -79,4 +79,13 @@ fn verify(
     let event =
         decode::parse_event(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
     Ok((event, body))
+}
+
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Unavailable => ApiError::Unavailable,
+            Failure::Refused(error) => error.into(),
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod delivery;
 mod demo;
 mod flow;
 mod fuzz;
+mod group_commit;
 mod limits;
 mod partner_contract;
 mod processing;
