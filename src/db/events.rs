@@ -60,28 +60,32 @@ pub struct ClaimedEvent {
     pub stripe_event_id: String,
 }
 
-/// Claims a pending event that is due, has settled (siblings sent together get a moment
-/// to arrive, so they apply in order), and is not known to wait for an older event of its
-/// order. The claim is one index scan that stops at the first row: an event found waiting
-/// leaves the candidates (see [`wait_for_predecessor`]), so the cost does not grow with
-/// the backlog, whichever plan Postgres caches for the statement. The row lock is the one
-/// an update takes, not the stronger one a delete takes: a processor holding the order
-/// keys may then record a wait for this event (a foreign key check) without waiting for
-/// this claim, which is about to wait for those keys.
-pub async fn claim_next(
+/// Claims up to `limit` pending events that are due, have settled (siblings sent together
+/// get a moment to arrive, so they apply in order), and are not known to wait for an older
+/// event of their order. The claim is one index scan that stops after `limit` rows: an
+/// event found waiting leaves the candidates (see [`wait_for_predecessor`]), so the cost
+/// does not grow with the backlog, whichever plan Postgres caches for the statement. Rows
+/// another claim holds are skipped, so concurrent claims take different events (events of
+/// one order may still land in different claims: their order-key locks decide). The row
+/// lock is the one an update takes, not the stronger one a delete takes: a processor
+/// holding the order keys may then record a wait for one of these events (a foreign key
+/// check) without waiting for this claim, which is about to wait for those keys.
+pub async fn claim_batch(
     conn: &mut PgConnection,
     settle: Duration,
-) -> Result<Option<ClaimedEvent>, sqlx::Error> {
+    limit: usize,
+) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, raw_body, attempts, order_keys, stripe_created, stripe_event_id FROM events
          WHERE status = 'pending' AND waits_for IS NULL AND next_attempt_at <= now()
            AND received_at <= now() - make_interval(secs => $1)
          ORDER BY next_attempt_at, id
-         LIMIT 1
+         LIMIT $2
          FOR NO KEY UPDATE SKIP LOCKED",
     )
     .bind(settle.as_secs_f64())
-    .fetch_optional(conn)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(conn)
     .await
 }
 
@@ -202,7 +206,7 @@ pub async fn finish(
 
 /// Leaves the event pending, to be tried again after `delay`.
 pub async fn postpone(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: i64,
     error: &str,
     delay: Duration,
@@ -215,7 +219,7 @@ pub async fn postpone(
     .bind(id)
     .bind(error)
     .bind(delay.as_secs_f64())
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }
