@@ -4,6 +4,7 @@
 mod admin;
 mod alerts;
 mod backfill;
+mod batches;
 mod browser;
 mod burst;
 mod check_catalog_online;
