@@ -320,7 +320,8 @@ impl Processor {
         prepared: Result<Option<Prepared>, ApplyError>,
         reads: Reads,
     ) -> Result<Outcome, ApplyError> {
-        if let Some(predecessor) = db::events::wait_for_predecessor(conn, event).await? {
+        let keys = order_keys(event, usable(&prepared));
+        if let Some(predecessor) = db::events::wait_for_predecessor(conn, event, &keys).await? {
             tracing::debug!(predecessor, "event waits for an older event of its order");
             return Ok(Outcome::Waits);
         }
@@ -760,21 +761,27 @@ impl Needs {
     }
 }
 
-/// The advisory locks an event is applied under: its order keys as stored, and, once it is
-/// decoded, the keys it links and its customer's (`cus:...`). Taken in one sorted call with
-/// every other key the transaction will hold (see [`Processor::process_batch`]).
-fn lock_set(event: &ClaimedEvent, prepared: Option<&Prepared>) -> Vec<String> {
+/// The keys of an event's order: as stored at intake, and those it links once decoded and
+/// completed from Stripe (a refund's invoice, say). An older pending event sharing any of
+/// them goes first.
+fn order_keys(event: &ClaimedEvent, prepared: Option<&Prepared>) -> Vec<String> {
     let mut keys = event.order_keys.clone();
-    if let Some(prepared) = prepared {
-        keys.extend(prepared.links());
-        keys.extend(
-            prepared
-                .signal
-                .order_keys()
-                .customer
-                .map(|customer| format!("cus:{customer}")),
-        );
-    }
+    keys.extend(prepared.into_iter().flat_map(Prepared::links));
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The advisory locks an event is applied under: its order keys and its customer's
+/// (`cus:...`). Taken in one sorted call with every other key the transaction will hold
+/// (see [`Processor::process_batch`]).
+fn lock_set(event: &ClaimedEvent, prepared: Option<&Prepared>) -> Vec<String> {
+    let mut keys = order_keys(event, prepared);
+    keys.extend(
+        prepared
+            .and_then(|prepared| prepared.signal.order_keys().customer)
+            .map(|customer| format!("cus:{customer}")),
+    );
     keys
 }
 

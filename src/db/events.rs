@@ -89,16 +89,18 @@ pub async fn claim_batch(
     .await
 }
 
-/// If an older pending event shares an order key with this one, records that this one
-/// waits for the nearest such event (it leaves the claim's candidates until that one is
-/// done, see [`finish`]) and returns its id. One index probe per key.
+/// If an older pending event shares one of `order_keys` with this one (its keys as stored,
+/// and any its Stripe reads added), records that this one waits for the nearest such
+/// event (it leaves the claim's candidates until that one is done, see [`finish`]) and
+/// returns its id. One index probe per key.
 ///
-/// The caller must hold the event's order-key locks, taken in an earlier statement: a
+/// The caller must hold those keys' locks, taken in an earlier statement: a
 /// predecessor's `finish` holds them too, so a predecessor seen pending here is pending,
 /// and its `finish` will see this wait.
 pub async fn wait_for_predecessor(
     conn: &mut PgConnection,
     event: &ClaimedEvent,
+    order_keys: &[String],
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "WITH predecessor AS (
@@ -121,7 +123,7 @@ pub async fn wait_for_predecessor(
          RETURNING e.waits_for",
     )
     .bind(event.id)
-    .bind(&event.order_keys)
+    .bind(order_keys)
     .bind(event.stripe_created)
     .bind(&event.stripe_event_id)
     .fetch_optional(conn)
