@@ -212,14 +212,14 @@ impl Processor {
     /// Locks, and why two transactions never wait on each other in a cycle: the claim
     /// skips rows others hold, so it waits for nothing. Then every order key of every event
     /// of the batch, with each buyer's customer key (`cus:...`), is locked in one sorted
-    /// `lock_order_keys` call. Every transaction that takes these locks takes all it will
-    /// hold that way, at once: the batch; a leased event's own transaction (see
-    /// [`Processor::apply_leased`]). Then the orders those keys lead to are locked in id
-    /// order in one statement ([`db::orders::lock_all`]), as the UChat webhook locks a
-    /// workspace's orders; after that an event locks only orders already held or new
-    /// ones. Lastly an event done frees, by trigger, the events that waited for it: a
-    /// waiting event is in no claim, and a wait is recorded only under the keys it shares
-    /// with the event it waits for, which this batch holds.
+    /// `lock_order_keys` call: every transaction that takes these locks (a batch, a leased
+    /// event's own, see [`Processor::apply_leased`]) takes all it will hold, at once,
+    /// before any order's row lock. Then the orders those keys lead to, and a refund's
+    /// customer's orders, are locked in id order in one statement
+    /// ([`db::orders::lock_all`]), as the UChat webhook locks a workspace's orders; after
+    /// that an event locks only orders already held, or new ones. Lastly an event done
+    /// frees, by trigger, the events that waited for it: no claim takes a waiting event,
+    /// and the transaction that set one waiting held a key this one has, so it is over.
     async fn process_batch(&self) -> anyhow::Result<Batch> {
         let mut tx = self.db.begin().await?;
         let mut claimed = db::events::claim_batch(&mut tx, self.settle, BATCH).await?;
