@@ -1,14 +1,15 @@
-//! Stored events → orders and planned partner calls, one event per transaction.
+//! Stored events → orders and planned partner calls, a batch of events per transaction.
 //!
 //! Events apply in Stripe's order (`created`, then id) once settled; a crash anywhere
-//! leaves the event pending for the next try, and the order's row lock plus the
+//! leaves the event pending for the next try, and the order keys' locks plus the
 //! snapshot stamps make two processors agree.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Notify;
 use tracing::{field, Instrument, Span};
 
@@ -32,6 +33,11 @@ const EVENT_RETRY: RetryPolicy = RetryPolicy {
 /// How often an idle processor looks for settled events it was not told about (stored by
 /// another process, or waiting out the settle delay).
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Events claimed and applied in one transaction: enough that the commit's cost is spread
+/// thin, few enough that the order keys held meanwhile hold up little else. Each event is a
+/// savepoint: past 64 in one transaction, Postgres' subtransaction cache overflows and
+/// every other session's snapshots slow down.
+const BATCH: usize = 32;
 
 #[derive(Clone)]
 pub struct Processor {
@@ -43,14 +49,62 @@ pub struct Processor {
     arrivals: Arc<Notify>,
 }
 
-/// What one step did.
+/// What one step (a batch) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// An event was applied, or its failure or postponement recorded.
     Handled,
-    /// An event was found waiting for an older pending event of its order.
+    /// Every event claimed was found waiting for an older pending event of its order.
     Waits,
     Idle,
+}
+
+/// What became of one claimed event.
+enum Outcome {
+    /// Applied, or its failure or postponement recorded.
+    Handled,
+    /// Set to wait for an older pending event of its order.
+    Waits,
+    /// Leased, to be read from Stripe and applied after the batch commits.
+    Leased(Box<Lease>),
+}
+
+/// How many events of a batch were handled, and how many set to wait.
+#[derive(Debug, Default)]
+struct Batch {
+    handled: usize,
+    waits: usize,
+}
+
+impl Batch {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Handled | Outcome::Leased(_) => self.handled += 1,
+            Outcome::Waits => self.waits += 1,
+        }
+    }
+
+    fn step(&self) -> Step {
+        match (self.handled, self.waits) {
+            (0, 0) => Step::Idle,
+            (0, _) => Step::Waits,
+            _ => Step::Handled,
+        }
+    }
+}
+
+/// Whether an event may still need Stripe reads (it is leased for them), or has had them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    Leased,
+    Done,
+}
+
+/// A leased event: what it needs from Stripe, and the lease that fences its applying.
+struct Lease {
+    id: uuid::Uuid,
+    prepared: Prepared,
+    needs: Needs,
 }
 
 /// Why an event could not be applied now.
@@ -134,133 +188,209 @@ impl Processor {
     pub async fn drain(&self) -> anyhow::Result<usize> {
         let mut handled = 0;
         loop {
-            match self.process_next().await? {
-                Step::Handled => handled += 1,
-                Step::Waits => {}
-                Step::Idle => return Ok(handled),
+            let batch = self.process_batch().await?;
+            if batch.step() == Step::Idle {
+                return Ok(handled);
+            }
+            handled += batch.handled;
+        }
+    }
+
+    /// Claims a batch of settled events and applies them (see [`Processor::process_batch`]);
+    /// says `Handled` if any was handled, `Waits` if every one was set to wait.
+    pub async fn process_next(&self) -> anyhow::Result<Step> {
+        Ok(self.process_batch().await?.step())
+    }
+
+    /// Claims up to [`BATCH`] settled events, of any orders, and applies them in one
+    /// transaction: one commit, and one statement each for the claim and the locks, serve
+    /// them all. Within it they go in Stripe's order, each in a savepoint of its own, so a
+    /// failure rolls back that event's writes only; its verdict (failed, or postponed) is
+    /// recorded in the batch. Two events of one order in a batch thus apply one after the
+    /// other exactly as two transactions would: the later one's check for an older pending
+    /// event sees the earlier one done, or still pending (postponed, leased), and waits.
+    /// A database that cannot be reached fails the whole batch, to be claimed again.
+    ///
+    /// Locks, and why two transactions never wait on each other in a cycle: the claim
+    /// skips rows others hold, so it waits for nothing. Then every order key of every event
+    /// of the batch, with each buyer's customer key (`cus:...`), is locked in one sorted
+    /// `lock_order_keys` call: every transaction that takes these locks (a batch, a leased
+    /// event's own, see [`Processor::apply_leased`]) takes all it will hold, at once,
+    /// before any order's row lock. Then the orders those keys lead to, and a refund's
+    /// customer's orders, are locked in id order in one statement
+    /// ([`db::orders::lock_all`]), as the UChat webhook locks a workspace's orders; after
+    /// that an event locks only orders already held, or new ones. Lastly an event done
+    /// frees, by trigger, the events that waited for it: no claim takes a waiting event,
+    /// and the transaction that set one waiting held a key this one has, so it is over.
+    async fn process_batch(&self) -> anyhow::Result<Batch> {
+        let mut tx = self.db.begin().await?;
+        let mut claimed = db::events::claim_batch(&mut tx, self.settle, BATCH).await?;
+        if claimed.is_empty() {
+            return Ok(Batch::default());
+        }
+        claimed.sort_by(|a, b| {
+            (a.stripe_created, &a.stripe_event_id).cmp(&(b.stripe_created, &b.stripe_event_id))
+        });
+        let decoded: Vec<_> = claimed
+            .into_iter()
+            .map(|event| {
+                // Every line logged while the event is processed carries these.
+                let span = tracing::info_span!(
+                    "event",
+                    event.id = event.id,
+                    event.type = field::Empty,
+                    order.id = field::Empty
+                );
+                let prepared = span.in_scope(|| self.decode(&event));
+                (event, span, prepared)
+            })
+            .collect();
+        let keys: BTreeSet<String> = decoded
+            .iter()
+            .flat_map(|(event, _, prepared)| lock_set(event, usable(prepared)))
+            .collect();
+        db::orders::lock_keys(&mut tx, &Vec::from_iter(keys)).await?;
+        let prepared = decoded
+            .iter()
+            .filter_map(|(_, _, prepared)| usable(prepared));
+        let links: BTreeSet<String> = prepared.clone().flat_map(Prepared::links).collect();
+        let customers: Vec<String> = prepared
+            .filter_map(Prepared::customer)
+            .map(str::to_owned)
+            .collect();
+        db::orders::lock_all(&mut tx, &Vec::from_iter(links), &customers).await?;
+
+        let mut batch = Batch::default();
+        let mut leased = Vec::new();
+        for (event, span, prepared) in decoded {
+            let outcome = self
+                .process_in_savepoint(&mut tx, &event, prepared, Reads::Leased)
+                .instrument(span.clone())
+                .await?;
+            match outcome {
+                Outcome::Leased(lease) => leased.push((event, span, lease)),
+                outcome => batch.count(outcome),
+            }
+        }
+        tx.commit().await?;
+        for (event, span, lease) in leased {
+            let outcome = self.apply_leased(&event, lease).instrument(span).await?;
+            batch.count(outcome);
+        }
+        Ok(batch)
+    }
+
+    /// Settles a claimed event in a savepoint of `tx`, whose locks cover it: applied, set
+    /// to wait, leased for Stripe reads, or, if that fails, its failure recorded in `tx`
+    /// with nothing of its own writes kept.
+    async fn process_in_savepoint(
+        &self,
+        tx: &mut PgConnection,
+        event: &ClaimedEvent,
+        prepared: Result<Option<Prepared>, ApplyError>,
+        reads: Reads,
+    ) -> anyhow::Result<Outcome> {
+        let mut savepoint = tx.begin().await?;
+        match self
+            .settle_event(&mut savepoint, event, prepared, reads)
+            .await
+        {
+            Ok(outcome) => {
+                savepoint.commit().await?;
+                Ok(outcome)
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                self.record_failure(tx, event, error).await?;
+                Ok(Outcome::Handled)
             }
         }
     }
 
-    /// Claims the next settled event and applies it, unless an older event of its order
-    /// is still pending: then it is set to wait for that one.
-    pub async fn process_next(&self) -> anyhow::Result<Step> {
-        let mut tx = self.db.begin().await?;
-        let Some(event) = db::events::claim_next(&mut tx, self.settle).await? else {
-            return Ok(Step::Idle);
-        };
-        // Every line logged while the event is processed carries these.
-        let span = tracing::info_span!(
-            "event",
-            event.id = event.id,
-            event.type = field::Empty,
-            order.id = field::Empty
-        );
-        self.process(tx, &event).instrument(span).await
-    }
-
-    /// Applies a claimed event, or records why it could not be applied now. An event
-    /// with an older pending event of its order waits for that one instead.
+    /// Applies an event, unless an older event of its order is still pending: then it is
+    /// set to wait for that one. The caller holds the event's order keys, taken in an
+    /// earlier statement (see [`db::events::wait_for_predecessor`]).
     ///
     /// No Stripe request is ever made while a transaction is open. An event that needs
-    /// none (the usual case) is claimed, checked and applied in one transaction. One that
-    /// needs Stripe reads is leased in the claim's transaction, which then commits; the
-    /// reads run with no transaction open; a second transaction takes the event back only
-    /// if the lease is still this processor's (another may have taken it after the lease
-    /// ran out), takes the order keys' locks again and checks again for an older pending
-    /// event (one may have been stored meanwhile), then applies it. So an order's events
-    /// still apply in Stripe's order, one at a time, whichever processor runs them.
-    async fn process(
+    /// none (the usual case) is applied here. One that needs Stripe reads is leased
+    /// instead, to be read and applied once the batch has committed (see
+    /// [`Processor::apply_leased`]).
+    async fn settle_event(
         &self,
-        mut tx: Transaction<'static, Postgres>,
+        conn: &mut PgConnection,
         event: &ClaimedEvent,
-    ) -> anyhow::Result<Step> {
-        // Serializes work on the event's orders: two processors never create two orders
-        // for one purchase, and the check below sees every older event that is done.
-        db::orders::lock_keys(&mut tx, &event.order_keys).await?;
-        if let Some(predecessor) = db::events::wait_for_predecessor(&mut tx, event).await? {
-            tx.commit().await?;
+        prepared: Result<Option<Prepared>, ApplyError>,
+        reads: Reads,
+    ) -> Result<Outcome, ApplyError> {
+        let keys = order_keys(event, usable(&prepared));
+        if let Some(predecessor) = db::events::wait_for_predecessor(conn, event, &keys).await? {
             tracing::debug!(predecessor, "event waits for an older event of its order");
-            return Ok(Step::Waits);
+            return Ok(Outcome::Waits);
         }
-        let prepared = match self.decode(event) {
-            Ok(Some(prepared)) => prepared,
-            Ok(None) => {
-                db::events::finish(&mut tx, event.id, EventStatus::Ignored, None, None).await?;
-                tx.commit().await?;
-                return Ok(Step::Handled);
-            }
-            Err(error) => return self.record_failure(tx, event, error).await,
+        let Some(prepared) = prepared? else {
+            db::events::finish(conn, event.id, EventStatus::Ignored, None, None).await?;
+            return Ok(Outcome::Handled);
         };
-        let stored = db::orders::find(&mut tx, &prepared.links()).await?;
-        let needs = self.reads_needed(&prepared, stored.as_ref());
-        let (mut tx, prepared) = if needs.is_empty() {
-            (tx, prepared)
-        } else {
-            let lease = db::events::lease(&mut tx, event.id, EVENT_LEASE).await?;
-            tx.commit().await?;
-            let read = match self.read_stripe(prepared, needs).await {
-                Ok(read) => read,
-                Err(error) => {
-                    let tx = self.db.begin().await?;
-                    return self.record_failure(tx, event, error).await;
-                }
-            };
-            let mut tx = self.db.begin().await?;
-            if !db::events::reclaim_leased(&mut tx, event.id, lease).await? {
-                tracing::info!(
-                    "the event's lease ran out during the Stripe reads; another processor has it"
-                );
-                return Ok(Step::Handled);
+        if reads == Reads::Leased {
+            let needs = self.reads_needed(conn, &prepared).await?;
+            if !needs.is_empty() {
+                let lease = db::events::lease(conn, event.id, EVENT_LEASE).await?;
+                return Ok(Outcome::Leased(Box::new(Lease {
+                    id: lease,
+                    prepared,
+                    needs,
+                })));
             }
-            let mut keys = event.order_keys.clone();
-            keys.extend(read.links());
-            db::orders::lock_keys(&mut tx, &keys).await?;
-            if let Some(predecessor) = db::events::wait_for_predecessor(&mut tx, event).await? {
-                tx.commit().await?;
-                tracing::debug!(predecessor, "event waits for an older event of its order");
-                return Ok(Step::Waits);
-            }
-            (tx, read)
-        };
-        match self.apply(&mut tx, event, prepared).await {
-            Ok(order_id) => {
-                db::events::finish(
-                    &mut tx,
-                    event.id,
-                    EventStatus::Processed,
-                    None,
-                    Some(order_id),
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(Step::Handled)
-            }
-            Err(error) => self.record_failure(tx, event, error).await,
         }
+        let order_id = self.apply(conn, event, prepared).await?;
+        db::events::finish(conn, event.id, EventStatus::Processed, None, Some(order_id)).await?;
+        Ok(Outcome::Handled)
+    }
+
+    /// Makes a leased event's Stripe reads, with no transaction open, then applies it in
+    /// a transaction of its own, which takes the event back only if the lease is still
+    /// this processor's (another may have taken it after the lease ran out) and takes its
+    /// order keys again, with any the reads added, in one sorted call. The check for an
+    /// older pending event runs again too (one may have been stored meanwhile). So an
+    /// order's events still apply in Stripe's order, one at a time, whichever processor
+    /// runs them.
+    async fn apply_leased(
+        &self,
+        event: &ClaimedEvent,
+        lease: Box<Lease>,
+    ) -> anyhow::Result<Outcome> {
+        let read = self.read_stripe(lease.prepared, lease.needs).await;
+        let mut tx = self.db.begin().await?;
+        if !db::events::reclaim_leased(&mut tx, event.id, lease.id).await? {
+            tracing::info!(
+                "the event's lease ran out during the Stripe reads; another processor has it"
+            );
+            return Ok(Outcome::Handled);
+        }
+        db::orders::lock_keys(&mut tx, &lock_set(event, read.as_ref().ok())).await?;
+        let outcome = self
+            .process_in_savepoint(&mut tx, event, read.map(Some), Reads::Done)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     /// Records why an event could not be applied: failed for good, or pending for a later
-    /// try. Nothing of the event's own writes survives.
+    /// try. The caller holds the event's order keys and has rolled back its writes.
     async fn record_failure(
         &self,
-        tx: Transaction<'static, Postgres>,
+        conn: &mut PgConnection,
         event: &ClaimedEvent,
         error: ApplyError,
-    ) -> anyhow::Result<Step> {
-        tx.rollback().await?;
+    ) -> anyhow::Result<()> {
         match error {
             ApplyError::Unusable(error) => {
-                let mut tx = self.db.begin().await?;
-                db::orders::lock_keys(&mut tx, &event.order_keys).await?;
-                db::events::finish(&mut tx, event.id, EventStatus::Failed, Some(&error), None)
-                    .await?;
-                tx.commit().await?;
+                db::events::finish(conn, event.id, EventStatus::Failed, Some(&error), None).await?;
                 tracing::warn!(%error, "event failed");
             }
             ApplyError::RetryLater(error) => {
                 let delay = retry_delay(event.attempts);
-                db::events::postpone(&self.db, event.id, &error, delay).await?;
+                db::events::postpone(conn, event.id, &error, delay).await?;
                 tracing::warn!(%error, retry_in_s = delay.as_secs(), "event postponed");
             }
             ApplyError::Database(error) if db::is_unavailable(&error) => {
@@ -272,11 +402,11 @@ impl Processor {
                 // up every event after it. It waits, with the reason on record.
                 let delay = retry_delay(event.attempts);
                 let error = format!("the database refused the event: {error}");
-                db::events::postpone(&self.db, event.id, &error, delay).await?;
+                db::events::postpone(conn, event.id, &error, delay).await?;
                 tracing::error!(%error, retry_in_s = delay.as_secs(), "event postponed");
             }
         }
-        Ok(Step::Handled)
+        Ok(())
     }
 
     /// The event's stamp and signal; `None` for event types the service does not act on.
@@ -294,12 +424,9 @@ impl Processor {
         event: &ClaimedEvent,
         prepared: Prepared,
     ) -> Result<i64, ApplyError> {
-        // The event's order keys, locked by the caller. The customer's too, taken after
-        // them (and before any order row), as everywhere: two orders of one customer then
-        // never choose a workspace at once (both resuming the same old one, say).
-        if let Some(customer) = prepared.signal.order_keys().customer {
-            db::orders::lock_keys(conn, &[format!("cus:{customer}")]).await?;
-        }
+        // The event's order keys and its customer's are locked by the caller (see
+        // `lock_set`): two orders of one customer never choose a workspace at once (both
+        // resuming the same old one, say).
         let links = prepared.links();
         let found = match db::orders::find_for_update(conn, &links).await? {
             Some(order) => Some(order),
@@ -384,11 +511,10 @@ impl Processor {
                 parsed.event_type
             ))
         })?;
-        let stored = {
+        let needs = {
             let mut conn = self.db.acquire().await?;
-            db::orders::find(&mut conn, &prepared.links()).await?
+            self.reads_needed(&mut conn, &prepared).await?
         };
-        let needs = self.reads_needed(&prepared, stored.as_ref());
         let prepared = self.read_stripe(prepared, needs).await?;
         let mut tx = self.db.begin().await?;
         db::read_only(&mut tx).await?;
@@ -405,11 +531,18 @@ impl Processor {
     }
 
     /// The Stripe reads the event needs, given its order as stored (read without a lock:
-    /// a later change to the order can only make a read unneeded).
-    fn reads_needed(&self, prepared: &Prepared, stored: Option<&OrderRow>) -> Needs {
+    /// a later change to the order can only make a read unneeded). Without Stripe's API
+    /// there are none, and the order is not read.
+    async fn reads_needed(
+        &self,
+        conn: &mut PgConnection,
+        prepared: &Prepared,
+    ) -> Result<Needs, sqlx::Error> {
         let Some(_) = &self.stripe else {
-            return Needs::default();
+            return Ok(Needs::default());
         };
+        let stored = db::orders::find(conn, &prepared.links()).await?;
+        let stored = stored.as_ref();
         let signal = &prepared.signal;
         let mut needs = Needs::default();
         match signal {
@@ -442,7 +575,7 @@ impl Processor {
                 needs.contact = facts.customer().map(str::to_owned);
             }
         }
-        needs
+        Ok(needs)
     }
 
     /// Makes the reads, with no transaction open, and completes the event with them.
@@ -628,6 +761,35 @@ impl Needs {
             && self.payment.is_none()
             && self.contact.is_none()
     }
+}
+
+/// The keys of an event's order: as stored at intake, and those it links once decoded and
+/// completed from Stripe (a refund's invoice, say). An older pending event sharing any of
+/// them goes first.
+fn order_keys(event: &ClaimedEvent, prepared: Option<&Prepared>) -> Vec<String> {
+    let mut keys = event.order_keys.clone();
+    keys.extend(prepared.into_iter().flat_map(Prepared::links));
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The advisory locks an event is applied under: its order keys and its customer's
+/// (`cus:...`). Taken in one sorted call with every other key the transaction will hold
+/// (see [`Processor::process_batch`]).
+fn lock_set(event: &ClaimedEvent, prepared: Option<&Prepared>) -> Vec<String> {
+    let mut keys = order_keys(event, prepared);
+    keys.extend(
+        prepared
+            .and_then(|prepared| prepared.signal.order_keys().customer)
+            .map(|customer| format!("cus:{customer}")),
+    );
+    keys
+}
+
+/// A decoded event that is to be applied: not unusable, and of a type the service acts on.
+fn usable(decoded: &Result<Option<Prepared>, ApplyError>) -> Option<&Prepared> {
+    decoded.as_ref().ok().and_then(Option::as_ref)
 }
 
 /// A customer's order as choosing a workspace sees it.

@@ -21,7 +21,7 @@ use crate::processor::Processor;
 use crate::reconcile::Reconciler;
 use crate::start_error::{listen, StartError};
 
-/// Events applied at once. An order's events still apply one at a time, in order.
+/// Batches of events applied at once. An order's events still apply one at a time, in order.
 const PROCESSOR_LOOPS: usize = 4;
 
 pub struct Application {

@@ -113,41 +113,52 @@ pub struct ClaimedEvent {
     pub stripe_event_id: String,
 }
 
-/// Claims a pending event that is due, has settled (siblings sent together get a moment
-/// to arrive, so they apply in order), and is not known to wait for an older event of its
-/// order. The claim is one index scan that stops at the first row: an event found waiting
-/// leaves the candidates (see [`wait_for_predecessor`]), so the cost does not grow with
-/// the backlog, whichever plan Postgres caches for the statement. The row lock is the one
-/// an update takes, not the stronger one a delete takes: a processor holding the order
-/// keys may then record a wait for this event (a foreign key check) without waiting for
-/// this claim, which is about to wait for those keys.
-pub async fn claim_next(
+/// Claims up to `limit` pending events that are due, have settled (siblings sent together
+/// get a moment to arrive, so they apply in order), and are not known to wait for an older
+/// event of their order. The claim is one index scan that stops after `limit` rows: an
+/// event found waiting leaves the candidates (see [`wait_for_predecessor`]), so the cost
+/// does not grow with the backlog, whichever plan Postgres caches for the statement. Rows
+/// another claim holds are skipped, so concurrent claims take different events (events of
+/// one order may still land in different claims: their order-key locks decide). The row
+/// lock is the one an update takes, not the stronger one a delete takes: a processor
+/// holding the order keys may then record a wait for one of these events (a foreign key
+/// check) without waiting for this claim, which is about to wait for those keys.
+pub async fn claim_batch(
     conn: &mut PgConnection,
     settle: Duration,
-) -> Result<Option<ClaimedEvent>, sqlx::Error> {
+    limit: usize,
+) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, raw_body, attempts, order_keys, stripe_created, stripe_event_id FROM events
          WHERE status = 'pending' AND waits_for IS NULL AND next_attempt_at <= now()
            AND received_at <= now() - make_interval(secs => $1)
          ORDER BY next_attempt_at, id
-         LIMIT 1
+         LIMIT $2
          FOR NO KEY UPDATE SKIP LOCKED",
     )
     .bind(settle.as_secs_f64())
-    .fetch_optional(conn)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(conn)
     .await
 }
 
-/// If an older pending event shares an order key with this one, records that this one
-/// waits for the nearest such event (it leaves the claim's candidates until that one is
-/// done, see [`finish`]) and returns its id. One index probe per key.
+/// If an older pending event shares one of `order_keys` with this one (its keys as stored,
+/// and any its Stripe reads added), records that this one waits for the nearest such
+/// event (it leaves the claim's candidates until that one is done, see [`finish`]) and
+/// returns its id. One index probe per key.
 ///
-/// The caller must hold the event's order-key locks, taken in an earlier statement: a
+/// When the nearest itself waits for an older event that shares one of these keys, this
+/// one waits for that event instead: the events of one order that one batch finds behind
+/// another batch's then all wait for the same event, and go together once it is done,
+/// rather than in a chain, one transaction each.
+///
+/// The caller must hold those keys' locks, taken in an earlier statement: a
 /// predecessor's `finish` holds them too, so a predecessor seen pending here is pending,
 /// and its `finish` will see this wait.
 pub async fn wait_for_predecessor(
     conn: &mut PgConnection,
     event: &ClaimedEvent,
+    order_keys: &[String],
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "WITH predecessor AS (
@@ -162,15 +173,23 @@ pub async fn wait_for_predecessor(
              ) p
              ORDER BY p.stripe_created DESC, p.stripe_event_id DESC
              LIMIT 1
+         ), awaited AS (
+             SELECT COALESCE(
+                 (SELECT older.id FROM events nearest
+                  JOIN events older ON older.id = nearest.waits_for
+                  WHERE nearest.id = predecessor.event_id
+                    AND older.status = 'pending' AND older.order_keys && $2::text[]),
+                 predecessor.event_id) AS event_id
+             FROM predecessor
          )
-         UPDATE events e SET waits_for = predecessor.event_id,
+         UPDATE events e SET waits_for = awaited.event_id,
              -- Due again as soon as it is freed, whatever lease it had.
              next_attempt_at = LEAST(e.next_attempt_at, now()), lease_id = NULL
-         FROM predecessor WHERE e.id = $1
+         FROM awaited WHERE e.id = $1
          RETURNING e.waits_for",
     )
     .bind(event.id)
-    .bind(&event.order_keys)
+    .bind(order_keys)
     .bind(event.stripe_created)
     .bind(&event.stripe_event_id)
     .fetch_optional(conn)
@@ -255,7 +274,7 @@ pub async fn finish(
 
 /// Leaves the event pending, to be tried again after `delay`.
 pub async fn postpone(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: i64,
     error: &str,
     delay: Duration,
@@ -268,7 +287,7 @@ pub async fn postpone(
     .bind(id)
     .bind(error)
     .bind(delay.as_secs_f64())
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -27,6 +27,33 @@ pub async fn lock_keys(conn: &mut PgConnection, links: &[String]) -> Result<(), 
     Ok(())
 }
 
+/// Locks for update, lowest id first, every order these keys lead to and every order of
+/// these customers: a transaction that applies several events takes its orders' locks in
+/// one order, as every other holder of several order locks does, so none waits on another
+/// in a cycle. One probe per key.
+pub async fn lock_all(
+    conn: &mut PgConnection,
+    links: &[String],
+    customers: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT 1 FROM orders WHERE id IN (
+             SELECT l.order_id FROM unnest($1::text[]) AS k(stripe_key)
+             CROSS JOIN LATERAL (
+                 SELECT order_id FROM order_links WHERE stripe_key = k.stripe_key
+             ) l
+             UNION
+             SELECT id FROM orders WHERE stripe_customer = ANY($2))
+         ORDER BY id
+         FOR UPDATE",
+    )
+    .bind(links)
+    .bind(customers)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The order one of these keys leads to: the oldest if several do. One primary-key probe
 /// per key, written so that no cached plan can turn it into a scan of every link.
 const FIND_BY_LINKS: &str = "SELECT o.id, o.facts, o.provisioned FROM orders o

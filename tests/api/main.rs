@@ -5,6 +5,7 @@ mod admin;
 mod alerts;
 mod backfill;
 mod batched_delivery;
+mod batched_processing;
 mod browser;
 mod burst;
 mod check_catalog_online;
