@@ -4,7 +4,7 @@
 //! leaves the event pending for the next try, and the order keys' locks plus the
 //! snapshot stamps make two processors agree.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ const EVENT_RETRY: RetryPolicy = RetryPolicy {
 /// How often an idle processor looks for settled events it was not told about (stored by
 /// another process, or waiting out the settle delay).
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How long a processor whose claimed events all belong to orders another batch is
+/// applying waits before it claims again: about that batch's time.
+const BUSY_PAUSE: Duration = Duration::from_millis(2);
 /// Events claimed and applied in one transaction: enough that the commit's cost is spread
 /// thin, few enough that the order keys held meanwhile hold up little else. Each event is a
 /// savepoint: past 64 in one transaction, Postgres' subtransaction cache overflows and
@@ -56,6 +59,9 @@ pub enum Step {
     Handled,
     /// Every event claimed was found waiting for an older pending event of its order.
     Waits,
+    /// Every event claimed has an order key another transaction holds (another batch is
+    /// applying an event of its order): they are left for a later batch.
+    Busy,
     Idle,
 }
 
@@ -74,6 +80,8 @@ enum Outcome {
 struct Batch {
     handled: usize,
     waits: usize,
+    /// Left for a later batch: another transaction holds one of their order keys.
+    busy: usize,
 }
 
 impl Batch {
@@ -85,9 +93,10 @@ impl Batch {
     }
 
     fn step(&self) -> Step {
-        match (self.handled, self.waits) {
-            (0, 0) => Step::Idle,
-            (0, _) => Step::Waits,
+        match (self.handled, self.waits, self.busy) {
+            (0, 0, 0) => Step::Idle,
+            (0, 0, _) => Step::Busy,
+            (0, _, _) => Step::Waits,
             _ => Step::Handled,
         }
     }
@@ -169,6 +178,7 @@ impl Processor {
         while !*stop.borrow() {
             let pause = match self.process_next().await {
                 Ok(Step::Handled | Step::Waits) => continue,
+                Ok(Step::Busy) => BUSY_PAUSE,
                 Ok(Step::Idle) => IDLE_POLL,
                 Err(error) => {
                     tracing::warn!(error = %format!("{error:#}"), "event processing failed; retrying");
@@ -189,8 +199,10 @@ impl Processor {
         let mut handled = 0;
         loop {
             let batch = self.process_batch().await?;
-            if batch.step() == Step::Idle {
-                return Ok(handled);
+            match batch.step() {
+                Step::Idle => return Ok(handled),
+                Step::Busy => tokio::time::sleep(BUSY_PAUSE).await,
+                Step::Handled | Step::Waits => {}
             }
             handled += batch.handled;
         }
@@ -213,11 +225,15 @@ impl Processor {
     ///
     /// Locks, and why two transactions never wait on each other in a cycle: the claim
     /// skips rows others hold, so it waits for nothing. Then every order key of every event
-    /// of the batch, with each buyer's customer key (`cus:...`), is locked in one sorted
-    /// `lock_order_keys` call: every transaction that takes these locks (a batch, a leased
-    /// event's own, see [`Processor::apply_leased`]) takes all it will hold, at once,
-    /// before any order's row lock. Then the orders those keys lead to, and a refund's
-    /// customer's orders, are locked in id order in one statement
+    /// of the batch, with each buyer's customer key (`cus:...`), is taken without waiting,
+    /// in one statement; an event with a key another transaction holds (another batch is
+    /// applying its order) is left for a later batch. Waiting for it instead would hold up
+    /// the whole batch, and put batches in a chain, each behind the one before, as a
+    /// sale's events often straddle two batches. So a batch waits for no key, and a
+    /// transaction that waits for keys (a leased event's own, see
+    /// [`Processor::apply_leased`]) takes all it will hold at once, before any order's row
+    /// lock. Then the orders those keys lead to, and a refund's customer's orders, are
+    /// locked in id order in one statement
     /// ([`db::orders::lock_all`]), as the UChat webhook locks a workspace's orders; after
     /// that an event locks only orders already held, or new ones. Lastly an event done
     /// frees, by trigger, the events that waited for it: no claim takes a waiting event,
@@ -231,7 +247,7 @@ impl Processor {
         claimed.sort_by(|a, b| {
             (a.stripe_created, &a.stripe_event_id).cmp(&(b.stripe_created, &b.stripe_event_id))
         });
-        let decoded: Vec<_> = claimed
+        let mut decoded: Vec<_> = claimed
             .into_iter()
             .map(|event| {
                 // Every line logged while the event is processed carries these.
@@ -249,7 +265,19 @@ impl Processor {
             .iter()
             .flat_map(|(event, _, prepared)| lock_set(event, usable(prepared)))
             .collect();
-        db::orders::lock_keys(&mut tx, &Vec::from_iter(keys)).await?;
+        let held_elsewhere: HashSet<String> =
+            db::orders::try_lock_keys(&mut tx, &Vec::from_iter(keys))
+                .await?
+                .into_iter()
+                .collect();
+        let mut batch = Batch::default();
+        decoded.retain(|(event, _, prepared)| {
+            let free = lock_set(event, usable(prepared))
+                .iter()
+                .all(|key| !held_elsewhere.contains(key));
+            batch.busy += usize::from(!free);
+            free
+        });
         let prepared = decoded
             .iter()
             .filter_map(|(_, _, prepared)| usable(prepared));
@@ -260,7 +288,6 @@ impl Processor {
             .collect();
         db::orders::lock_all(&mut tx, &Vec::from_iter(links), &customers).await?;
 
-        let mut batch = Batch::default();
         let mut leased = Vec::new();
         for (event, span, prepared) in decoded {
             let outcome = self

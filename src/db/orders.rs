@@ -27,6 +27,21 @@ pub async fn lock_keys(conn: &mut PgConnection, links: &[String]) -> Result<(), 
     Ok(())
 }
 
+/// Takes, without waiting, the lock [`lock_keys`] takes of each key that no other
+/// transaction holds, until the transaction ends; returns the keys another one holds.
+pub async fn try_lock_keys(
+    conn: &mut PgConnection,
+    keys: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT k FROM unnest($1::text[]) AS k
+         WHERE NOT pg_try_advisory_xact_lock(hashtextextended(k, 0))",
+    )
+    .bind(keys)
+    .fetch_all(conn)
+    .await
+}
+
 /// Locks for update, lowest id first, every order these keys lead to and every order of
 /// these customers: a transaction that applies several events takes its orders' locks in
 /// one order, as every other holder of several order locks does, so none waits on another
