@@ -147,11 +147,6 @@ pub async fn claim_batch(
 /// event (it leaves the claim's candidates until that one is done, see [`finish`]) and
 /// returns its id. One index probe per key.
 ///
-/// When the nearest itself waits for an older event that shares one of these keys, this
-/// one waits for that event instead: the events of one order that one batch finds behind
-/// another batch's then all wait for the same event, and go together once it is done,
-/// rather than in a chain, one transaction each.
-///
 /// The caller must hold those keys' locks, taken in an earlier statement: a
 /// predecessor's `finish` holds them too, so a predecessor seen pending here is pending,
 /// and its `finish` will see this wait.
@@ -173,19 +168,11 @@ pub async fn wait_for_predecessor(
              ) p
              ORDER BY p.stripe_created DESC, p.stripe_event_id DESC
              LIMIT 1
-         ), awaited AS (
-             SELECT COALESCE(
-                 (SELECT older.id FROM events nearest
-                  JOIN events older ON older.id = nearest.waits_for
-                  WHERE nearest.id = predecessor.event_id
-                    AND older.status = 'pending' AND older.order_keys && $2::text[]),
-                 predecessor.event_id) AS event_id
-             FROM predecessor
          )
-         UPDATE events e SET waits_for = awaited.event_id,
+         UPDATE events e SET waits_for = predecessor.event_id,
              -- Due again as soon as it is freed, whatever lease it had.
              next_attempt_at = LEAST(e.next_attempt_at, now()), lease_id = NULL
-         FROM awaited WHERE e.id = $1
+         FROM predecessor WHERE e.id = $1
          RETURNING e.waits_for",
     )
     .bind(event.id)
