@@ -33,9 +33,9 @@ const EVENT_RETRY: RetryPolicy = RetryPolicy {
 /// How often an idle processor looks for settled events it was not told about (stored by
 /// another process, or waiting out the settle delay).
 const IDLE_POLL: Duration = Duration::from_millis(200);
-/// How long a processor whose claimed events all belong to orders another batch is
-/// applying waits before it claims again: about that batch's time.
-const BUSY_PAUSE: Duration = Duration::from_millis(2);
+/// The longest a processor whose claimed events all belong to orders another batch is
+/// applying waits before it claims again; a batch that commits wakes it sooner.
+const BUSY_PAUSE: Duration = Duration::from_millis(50);
 /// Events claimed and applied in one transaction: enough that the commit's cost is spread
 /// thin, few enough that the order keys held meanwhile hold up little else. Each event is a
 /// savepoint: past 64 in one transaction, Postgres' subtransaction cache overflows and
@@ -201,7 +201,9 @@ impl Processor {
             let batch = self.process_batch().await?;
             match batch.step() {
                 Step::Idle => return Ok(handled),
-                Step::Busy => tokio::time::sleep(BUSY_PAUSE).await,
+                Step::Busy => {
+                    let _ = tokio::time::timeout(BUSY_PAUSE, self.arrivals.notified()).await;
+                }
                 Step::Handled | Step::Waits => {}
             }
             handled += batch.handled;
@@ -288,6 +290,7 @@ impl Processor {
             .collect();
         db::orders::lock_all(&mut tx, &Vec::from_iter(links), &customers).await?;
 
+        let applies_any = !decoded.is_empty();
         let mut leased = Vec::new();
         for (event, span, prepared) in decoded {
             let outcome = self
@@ -300,6 +303,10 @@ impl Processor {
             }
         }
         tx.commit().await?;
+        // The keys are free again: processors that found them taken try again now.
+        if applies_any {
+            self.arrivals.notify_waiters();
+        }
         for (event, span, lease) in leased {
             let outcome = self.apply_leased(&event, lease).instrument(span).await?;
             batch.count(outcome);
