@@ -8,7 +8,8 @@
 //! 4. Memory: the service's peak RSS during 1 and 2.
 //!
 //! Needs Postgres at 127.0.0.1:5432 and `pgbench`. Writes nothing outside its own
-//! database (`uchat_billing_bench`, dropped and made anew).
+//! databases (`uchat_billing_bench` and `uchat_billing_bench_intake`, dropped and made
+//! anew).
 
 mod support;
 
@@ -54,7 +55,7 @@ async fn run() -> anyhow::Result<()> {
     let url = support::fresh_database(DATABASE).await?;
     let db = uchat_billing::db::pool(&url, 4)?;
     if runs("intake") {
-        intake(&url).await?;
+        intake(&url, &db).await?;
     }
     if runs("end-to-end") {
         let title = "End to end: no partner latency, DELIVERY_CONCURRENCY=8";
@@ -72,7 +73,10 @@ async fn run() -> anyhow::Result<()> {
 
 /// Intake's events/s and latency, by concurrency, in the default service and intake-only,
 /// next to pgbench running the same INSERT.
-async fn intake(url: &str) -> anyhow::Result<()> {
+async fn intake(url: &str, db: &PgPool) -> anyhow::Result<()> {
+    // The intake-only service's and pgbench's events are never processed: they go to a
+    // database of their own, so the default service processes only what it takes in.
+    let unprocessed = support::fresh_database(&format!("{DATABASE}_intake")).await?;
     println!("## Intake: events/s and latency; pgbench runs the same INSERT\n");
     println!(
         "Each row: {ROUNDS} rounds of {EVENTS} events, the default service (processing and \
@@ -96,23 +100,27 @@ async fn intake(url: &str) -> anyhow::Result<()> {
         (0..EVENTS)
             .map(|_| {
                 counter += 1;
-                payloads[counter % payloads.len()].with_id(&format!("\"evt_bench_{counter}\""))
+                payloads[counter % payloads.len()].of_sale(counter)
             })
             .collect()
     };
     for concurrency in [1, 8, 32] {
         let (mut default, mut intake_only, mut pgbench) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            for (env, loads) in [
-                (&default_env[..], &mut default),
-                (&intake_only_env[..], &mut intake_only),
+            for (database, env, loads) in [
+                (url, &default_env[..], &mut default),
+                (unprocessed.as_str(), &intake_only_env[..], &mut intake_only),
             ] {
-                let service = Service::start(url, env)?;
+                let service = Service::start(database, env)?;
                 loads.push(post_all(&service.url, next_bodies(), concurrency).await);
+                if database == url {
+                    // Each round starts with nothing left to process.
+                    wait_until_processed(db).await?;
+                }
                 peak = peak.max(service.stop());
             }
             pgbench.push(run_pgbench(
-                url,
+                &unprocessed,
                 &scripts,
                 concurrency,
                 EVENTS / concurrency,
@@ -205,6 +213,29 @@ struct Payload {
 impl Payload {
     fn with_id(&self, id: &str) -> Vec<u8> {
         self.text.replacen(&self.id, id, 1).into_bytes()
+    }
+
+    /// The event as a new sale's would be: event `n`, every Stripe object id in it made
+    /// its own (prices and products kept, so the catalog still knows them), so each event
+    /// is its customer's only order and the processor's work is a real order's, not one
+    /// order's ever-growing history.
+    fn of_sale(&self, n: usize) -> Vec<u8> {
+        let mut text = self
+            .text
+            .replacen(&self.id, &format!("\"evt_bench_{n}\""), 1);
+        for prefix in [
+            "cus_", "sub_", "cs_", "pi_", "in_", "ch_", "re_", "dp_", "py_", "si_",
+        ] {
+            let quoted = format!("\"{prefix}");
+            let mut parts = text.split(quoted.as_str());
+            let mut made = parts.next().unwrap_or_default().to_owned();
+            for part in parts {
+                let end = part.find('"').unwrap_or(part.len());
+                made.push_str(&format!("{quoted}{}_{n}{}", &part[..end], &part[end..]));
+            }
+            text = made;
+        }
+        text.into_bytes()
     }
 }
 
@@ -326,6 +357,23 @@ fn run_pgbench(
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|tps| tps.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output:\n{text}"))
+}
+
+/// Waits until no event is pending and due (one put off for later does not count).
+async fn wait_until_processed(db: &PgPool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let due: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE status = 'pending' AND next_attempt_at <= now()",
+        )
+        .fetch_one(db)
+        .await?;
+        if due == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{due} events still pending");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The round with the median rate.
