@@ -676,14 +676,21 @@ fn requests_made(sandbox: &uchat_billing::sandbox::SandboxHandle) -> Vec<String>
         .collect()
 }
 
-#[tokio::test]
-async fn a_creates_first_try_makes_only_the_create() {
+/// A fake UChat that fails the test if the owner's workspaces are listed: a create's
+/// first try must not look.
+async fn partner_never_asked_for_workspaces() -> MockServer {
     let partner = MockServer::start().await;
     expect_call("GET", "/partner/workspaces")
         .respond_with(empty_workspace_list())
         .expect(0)
         .mount(&partner)
         .await;
+    partner
+}
+
+#[tokio::test]
+async fn a_creates_first_try_makes_only_the_create() {
+    let partner = partner_never_asked_for_workspaces().await;
     expect_call("POST", "/partner/workspace/create")
         .respond_with(ok(json!({"id": 77})))
         .expect(1)
@@ -708,12 +715,7 @@ async fn a_creates_first_try_makes_only_the_create() {
 
 #[tokio::test]
 async fn an_existing_users_first_try_makes_only_the_two_creates() {
-    let partner = MockServer::start().await;
-    expect_call("GET", "/partner/workspaces")
-        .respond_with(empty_workspace_list())
-        .expect(0)
-        .mount(&partner)
-        .await;
+    let partner = partner_never_asked_for_workspaces().await;
     expect_call("POST", "/partner/workspace/create")
         .respond_with(ResponseTemplate::new(422).set_body_json(json!({
             "message": "The given data was invalid.", "errors": {"email": ["The email has already been taken."]}
