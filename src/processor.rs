@@ -57,7 +57,8 @@ pub struct Processor {
 pub enum Step {
     /// An event was applied, or its failure or postponement recorded.
     Handled,
-    /// Every event claimed was found waiting for an older pending event of its order.
+    /// No event was handled: some were found waiting for an older pending event of their
+    /// order (any others were left for a later batch, as with `Busy`).
     Waits,
     /// Every event claimed has an order key another transaction holds (another batch is
     /// applying an event of its order): they are left for a later batch.
